@@ -1,0 +1,5 @@
+"""``python -m batchscope``."""
+
+from .cli import main
+
+main()

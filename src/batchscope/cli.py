@@ -1,0 +1,662 @@
+"""The command line: parse → call the Python API → print.
+
+Results go to stdout, progress and messages to stderr, so ``batchscope sweep ... >
+table.txt`` captures exactly the table. Every user error is one line and exit
+status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from .errors import BatchscopeError, UsageError
+
+app = typer.Typer(
+    name="batchscope",
+    help=(
+        "Measure how batch size and hardware change training time and memory, "
+        "and pick the batch size.\n\n"
+        "Start with 'batchscope demo', then 'batchscope sweep WORKLOAD'. "
+        "'batchscope workloads' lists the built-in workloads."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state: dict[str, Any] = {"debug": False}
+
+SWEEP_EPILOG = """\
+Examples (the seeds' experiments):
+
+  batchscope sweep resnet18 --batch-sizes 16..256 --epochs 3 --freeze-epochs 1
+
+  batchscope sweep resnet18 --data ~/birds --devices cpu,cuda --epochs 3 --freeze-epochs 1
+
+  batchscope sweep simplecnn --batch-sizes 32,256 --steps 50 --json r.json
+
+  batchscope sweep linear --batch-sizes 32,128,512 --epochs 10
+
+  batchscope sweep my_project/train.py:make_workload --batch-sizes 8..128
+"""
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def stdout() -> Console:
+    return Console(soft_wrap=False, width=max(100, Console().width))
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: what is wrong and what is accepted."""
+    console = stderr()
+    console.print("[bold red]batchscope: error:[/] ", end="", markup=True)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print_error(message)
+    sys.exit(code)
+
+
+def default_threads() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- options shared by commands
+
+WorkloadArg = Annotated[
+    str,
+    typer.Argument(
+        help="A built-in name (see 'batchscope workloads'), 'module:function' or "
+        "'path/to/file.py:function' returning a batchscope.Workload.",
+        show_default=False,
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Image folder, one sub-folder per class (resnet18); split 80/20 with a fixed seed.",
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="State-dict file for the model body (resnet18), "
+        "loaded with weights_only=True. Nothing is downloaded.",
+        show_default=False,
+    ),
+]
+ImagesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--images",
+        help="How many built-in samples to generate (resnet18 default 600, like the seeds).",
+        show_default=False,
+        min=2,
+    ),
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and the trial processes' own output.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+# ---------------------------------------------------------------- sweep
+
+
+@app.command(epilog=SWEEP_EPILOG)
+def sweep(
+    workload: WorkloadArg,
+    batch_sizes: Annotated[
+        str,
+        typer.Option(
+            "--batch-sizes",
+            "-b",
+            help="Comma list (16,32,64) or a power-of-two range (16..256), or both.",
+        ),
+    ] = "16,32,64,128,256",
+    devices: Annotated[
+        str,
+        typer.Option(
+            "--devices",
+            "-d",
+            help="cpu, cuda, cuda:N, mps, a comma list, "
+            "or auto (cpu and every GPU present). Default: the fastest device "
+            "present.",
+            show_default=False,
+        ),
+    ] = "best",
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            help="Measure this many training steps per trial "
+            "(default 20 when --epochs is not given).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Run a protocol of N epochs instead, "
+            "validating after each (like fastai's fine_tune).",
+            show_default=False,
+        ),
+    ] = None,
+    freeze_epochs: Annotated[
+        int,
+        typer.Option(
+            "--freeze-epochs",
+            help="With --epochs: first train only the head "
+            "and normalisation layers for K epochs (fine_tune(N) = 1 + N).",
+        ),
+    ] = 0,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup", help="Untimed warm-up steps per trial; the model is restored afterwards."
+        ),
+    ] = 3,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="torch.set_num_threads for every trial "
+            "(default: all cores available to this process).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, data order and data.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 0,
+    drop_last: Annotated[
+        bool,
+        typer.Option("--drop-last", help="Drop the last partial training batch (fastai does)."),
+    ] = False,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Run each trial N times (seeds seed, seed+1, ...).")
+    ] = 1,
+    data: DataOpt = None,
+    weights: WeightsOpt = None,
+    images: ImagesOpt = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json",
+            help="Write the results JSON (schema batchscope.results/1).",
+            show_default=False,
+        ),
+    ] = None,
+    csv_path: Annotated[
+        str | None, typer.Option("--csv", help="Write one CSV row per trial.", show_default=False)
+    ] = None,
+    markdown_path: Annotated[
+        str | None, typer.Option("--markdown", help="Write a Markdown report.", show_default=False)
+    ] = None,
+    store_path: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="SQLite results store [default: batchscope-results/batchscope.db]",
+            show_default=False,
+        ),
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Keep nothing on disk but the exports you ask for.")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Run only the trials of this run id that have no result yet.",
+            show_default=False,
+        ),
+    ] = None,
+    isolation: Annotated[
+        str,
+        typer.Option(
+            "--isolation",
+            help="process: each trial in a fresh "
+            "child process (survives OOM and crashes); none: "
+            "in this process, for debugging.",
+        ),
+    ] = "process",
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--trial-timeout",
+            help="Seconds before a trial is stopped and recorded as 'timeout'.",
+            show_default=False,
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="CPU: treat a trial whose peak memory exceeds this (e.g. 4GiB) as out of memory.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run a batch-size sweep and print the table (per device) with speedups."""
+    from .report.export import check_writable
+    from .units import parse_bytes
+
+    for path, flag in ((json_path, "--json"), (csv_path, "--csv"), (markdown_path, "--markdown")):
+        if path:
+            check_writable(path, flag)
+    if store_path and no_store:
+        raise UsageError("--store and --no-store contradict each other: give one")
+    if resume and no_store:
+        raise UsageError("--resume needs the results store: drop --no-store")
+    options = _workload_options(data, weights, images, seed)
+    protocol = dict(
+        steps=steps,
+        epochs=epochs,
+        freeze_epochs=freeze_epochs,
+        warmup=warmup,
+        threads=threads or default_threads(),
+        seed=seed,
+        workers=workers,
+        drop_last=drop_last,
+        repeats=repeats,
+        memory_limit_bytes=parse_bytes(memory_limit, what="--memory-limit")
+        if memory_limit
+        else None,
+    )
+    _run_and_report(
+        workload,
+        options,
+        batch_sizes,
+        devices,
+        protocol,
+        isolation=isolation,
+        trial_timeout=trial_timeout,
+        store_path=store_path,
+        no_store=no_store,
+        resume=resume,
+        json_path=json_path,
+        csv_path=csv_path,
+        markdown_path=markdown_path,
+        quiet=quiet,
+    )
+
+
+def _workload_options(
+    data: str | None, weights: str | None, images: int | None, seed: int
+) -> dict[str, Any]:
+    from .workloads import WorkloadOptions
+
+    if data is not None:
+        data = str(Path(data).expanduser())
+    if weights is not None:
+        weights = str(Path(weights).expanduser())
+    return WorkloadOptions(data=data, weights=weights, images=images, seed=seed).to_dict()
+
+
+def _resolve_devices(text: str, available: list[str]) -> list[str]:
+    from .plan import parse_devices
+
+    if text == "best":
+        accelerators = [d for d in available if d != "cpu"]
+        return [accelerators[0] if accelerators else "cpu"]
+    return parse_devices(text, available)
+
+
+def _open_store(store_path: str | None, no_store: bool) -> Any:
+    from .store import DEFAULT_STORE, Store
+
+    if no_store:
+        return None
+    if store_path:
+        return Store(Path(store_path).expanduser())
+    return Store(DEFAULT_STORE, create_parent=True)
+
+
+def _run_and_report(
+    workload: str,
+    options: dict[str, Any],
+    batch_sizes: str,
+    devices: str,
+    protocol: dict[str, Any],
+    *,
+    isolation: str,
+    trial_timeout: float | None,
+    store_path: str | None,
+    no_store: bool,
+    resume: str | None,
+    json_path: str | None,
+    csv_path: str | None,
+    markdown_path: str | None,
+    quiet: bool,
+    announce: str | None = None,
+) -> None:
+    from .plan import Plan, parse_batch_sizes
+    from .progress import SweepDisplay
+    from .report.export import write_exports
+    from .report.terminal import print_run
+    from .runner import check_isolation
+    from .sweep import SweepInterrupted, probe, run_sweep
+
+    sizes = parse_batch_sizes(batch_sizes)
+    check_isolation(isolation)
+    if trial_timeout is not None and trial_timeout <= 0:
+        raise UsageError(f"--trial-timeout {trial_timeout:g} must be more than 0 seconds")
+    Plan(workload=workload, batch_sizes=sizes, **protocol)  # validate before any work
+    store = _open_store(store_path, no_store)
+    err = stderr()
+    if announce and not quiet:
+        err.print(announce, highlight=False)
+    with (
+        err.status("loading the workload and probing devices…", spinner="dots")
+        if not quiet
+        else _nullcontext()
+    ):
+        found = probe(workload, options, isolation=isolation, debug=_state["debug"])
+    plan = Plan(
+        workload=workload,
+        workload_options=options,
+        batch_sizes=sizes,
+        devices=_resolve_devices(devices, found.devices),
+        **protocol,
+    )
+    display = SweepDisplay(err, enabled=not quiet)
+    try:
+        with display:
+            run = run_sweep(
+                plan,
+                isolation=isolation,
+                trial_timeout_s=trial_timeout,
+                store=store,
+                resume=resume,
+                on_event=display.on_event,
+                found=found,
+                debug=_state["debug"],
+            )
+    except SweepInterrupted as stop:
+        done = len(stop.run.trials)
+        if stop.resumable:
+            err.print(
+                f"\ninterrupted: {done} finished trial(s) are saved in run "
+                f"{stop.run.run_id}. Resume with:\n  batchscope sweep {workload} ... "
+                f"--resume {stop.run.run_id}",
+                highlight=False,
+            )
+        else:
+            err.print(f"\ninterrupted after {done} trial(s) (no store: --no-store)")
+        if stop.run.trials:
+            print_run(stop.run, stdout())
+        raise typer.Exit(130) from None
+    print_run(run, stdout())
+    written = write_exports(
+        run, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path
+    )
+    if not quiet:
+        for path in written:
+            err.print(f"wrote {path}", highlight=False)
+        if store is not None:
+            err.print(f"run {run.run_id} saved in {store.path}", highlight=False)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="The seed's exact protocol: 600 images, "
+            "80/20, fine_tune(3) = 1 frozen + 3 epochs (~15 min "
+            "per device on a 2-core CPU).",
+        ),
+    ] = False,
+    devices: Annotated[str, typer.Option("--devices", "-d", help="Devices to compare.")] = "auto",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b")] = "16..256",
+    json_path: Annotated[str | None, typer.Option("--json", show_default=False)] = None,
+    no_store: Annotated[bool, typer.Option("--no-store")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Reproduce the seed experiment: ResNet-18 on 192×192 photos, batch sizes 16–256."""
+    if json_path:
+        from .report.export import check_writable
+
+        check_writable(json_path, "--json")
+    if full:
+        images, epochs, freeze, warmup = 600, 3, 1, 3
+        what = (
+            "demo --full: ResNet-18 on 600 built-in 192×192 photos (480 train / 120 "
+            "validation), fine_tune(3) = 1 frozen + 3 epochs, warm-up 3 steps"
+        )
+    else:
+        images, epochs, freeze, warmup = 160, 1, 0, 1
+        what = (
+            "demo: ResNet-18 on 160 built-in 192×192 photos (128 train / 32 validation), "
+            "1 epoch, warm-up 1 step — reduced from the seed's 600 images and fine_tune(3) "
+            "to finish in about 2 minutes on a 2-core CPU; 'batchscope demo --full' runs "
+            "the seed's protocol"
+        )
+    protocol = dict(
+        steps=None,
+        epochs=epochs,
+        freeze_epochs=freeze,
+        warmup=warmup,
+        threads=default_threads(),
+        seed=0,
+        workers=0,
+        drop_last=False,
+        repeats=1,
+        memory_limit_bytes=None,
+    )
+    _run_and_report(
+        "resnet18",
+        _workload_options(None, None, images, 0),
+        batch_sizes,
+        devices,
+        protocol,
+        isolation="process",
+        trial_timeout=None,
+        store_path=None,
+        no_store=no_store,
+        resume=None,
+        json_path=json_path,
+        csv_path=None,
+        markdown_path=None,
+        quiet=quiet,
+        announce=what,
+    )
+
+
+# ---------------------------------------------------------------- small commands
+
+
+@app.command()
+def workloads() -> None:
+    """List the built-in workloads, one line each."""
+    from rich.table import Table
+
+    from .workloads import describe_builtins
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, description in describe_builtins():
+        table.add_row(name, description)
+    table.add_row("module:function", "your own: a function returning a batchscope.Workload")
+    table.add_row("file.py:function", "the same, from a file (see examples/custom_workload.py)")
+    stdout().print(table)
+
+
+@app.command()
+def env(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Print the machine and software fingerprint recorded with every run."""
+    import json
+
+    from rich.table import Table
+
+    from .envinfo import collect
+    from .units import format_bytes
+
+    info = collect()
+    if json_out:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in info.items():
+        if key == "memory_bytes":
+            value = format_bytes(value)
+        elif key == "gpus":
+            value = (
+                "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in value)
+                or "none"
+            )
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        table.add_row(key, str(value))
+    stdout().print(table)
+
+
+def _store_for_reading(store_path: str | None) -> Any:
+    from .store import DEFAULT_STORE, Store
+
+    path: Path = Path(store_path).expanduser() if store_path else Path(DEFAULT_STORE)
+    if not path.exists():
+        raise UsageError(f"no results store at {str(path)!r}: run a sweep first, or give --store")
+    return Store(path)
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="SQLite results store [default: batchscope-results/batchscope.db]",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def runs(store_path: StoreOpt = None) -> None:
+    """List the runs in the results store."""
+    from rich.table import Table
+
+    store = _store_for_reading(store_path)
+    table = Table()
+    for col in ("Run id", "Created", "Workload", "Devices", "OK", "Failed", "Planned"):
+        table.add_column(col)
+    for r in store.list_runs():
+        table.add_row(
+            r.run_id,
+            r.created,
+            r.workload,
+            ",".join(r.devices),
+            str(r.n_ok),
+            str(r.n_failed),
+            str(r.n_planned),
+        )
+    stdout().print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
+    store_path: StoreOpt = None,
+) -> None:
+    """Print a stored run's table."""
+    from .report.terminal import print_run
+
+    store = _store_for_reading(store_path)
+    print_run(store.get_run(store.resolve_run_id(run_id)), stdout())
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
+    json_path: Annotated[str | None, typer.Option("--json", show_default=False)] = None,
+    csv_path: Annotated[str | None, typer.Option("--csv", show_default=False)] = None,
+    markdown_path: Annotated[str | None, typer.Option("--markdown", show_default=False)] = None,
+    store_path: StoreOpt = None,
+) -> None:
+    """Write a stored run as JSON, CSV or Markdown (any time, even mid-sweep)."""
+    from .report.export import check_writable, to_json, write_exports
+
+    for path, flag in ((json_path, "--json"), (csv_path, "--csv"), (markdown_path, "--markdown")):
+        if path:
+            check_writable(path, flag)
+    store = _store_for_reading(store_path)
+    run = store.get_run(store.resolve_run_id(run_id))
+    if not (json_path or csv_path or markdown_path):
+        typer.echo(to_json(run), nl=False)
+        return
+    for written in write_exports(
+        run, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path
+    ):
+        stderr().print(f"wrote {written}", highlight=False)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: one line and exit 2 for every user error.
+
+    Typer's parser raises click-style exceptions (``exit_code``, ``format_message``);
+    they are matched by shape, since newer typer releases vendor their own click.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="batchscope", standalone_mode=False)
+    except BatchscopeError as exc:
+        if _state["debug"]:
+            raise
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        stderr().print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        name = type(exc).__name__
+        if name == "Abort":
+            stderr().print("aborted")
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            fail(f"{exc.format_message()}{hint}", 2)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

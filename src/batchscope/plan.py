@@ -1,0 +1,209 @@
+"""What to run: batch sizes × devices × repeats, parsed and validated up front.
+
+Everything here is plain data so that a trial can be sent to a child process as
+JSON and stored for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DeviceError, UsageError
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """Parse ``"16,32,64"``, a power-of-two range ``"16..256"``, or a mix of both.
+
+    Returns the sizes in ascending order without duplicates.
+    """
+    if text is None or not str(text).strip():
+        raise UsageError("--batch-sizes is empty: give sizes like 16,32,64 or a range 16..256")
+    sizes: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise UsageError(f"--batch-sizes {text!r} has an empty item: use e.g. 16,32,64")
+        if ".." in part:
+            lo_text, _, hi_text = part.partition("..")
+            lo, hi = _positive_int(lo_text, text), _positive_int(hi_text, text)
+            if lo > hi:
+                raise UsageError(f"--batch-sizes range {part!r} runs backwards: use {hi}..{lo}")
+            b = lo
+            while b <= hi:
+                sizes.add(b)
+                b *= 2
+        else:
+            sizes.add(_positive_int(part, text))
+    return sorted(sizes)
+
+
+def _positive_int(item: str, whole: str) -> int:
+    item = item.strip()
+    if not re.fullmatch(r"[+-]?\d+", item):
+        raise UsageError(
+            f"batch size {item!r} in {whole!r} is not a whole number: use e.g. 16,32,64 or 16..256"
+        )
+    value = int(item)
+    if value <= 0:
+        raise UsageError(f"batch size {value} in {whole!r} must be at least 1")
+    return value
+
+
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+def parse_devices(text: str, available: list[str]) -> list[str]:
+    """Parse ``"cpu,cuda"`` or ``"auto"`` against the devices this machine has.
+
+    ``available`` lists canonical names such as ``["cpu", "cuda:0", "mps"]``;
+    ``cuda`` means ``cuda:0``. An unknown or absent device is a :class:`DeviceError`.
+    """
+    if not text or not text.strip():
+        raise UsageError("--devices is empty: use cpu, cuda, cuda:1, mps or auto")
+    devices: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        if name == "auto":
+            candidates = list(available)
+        else:
+            if not _DEVICE_RE.match(name):
+                raise DeviceError(
+                    f"unknown device {raw.strip()!r}: use cpu, cuda, cuda:N, mps, xpu or auto"
+                )
+            if name in ("cuda", "xpu"):
+                name = f"{name}:0"
+            if name not in available:
+                present = ", ".join(available)
+                raise DeviceError(
+                    f"device {raw.strip()!r} is not present here (present: {present})"
+                )
+            candidates = [name]
+        for device in candidates:
+            if device not in devices:
+                devices.append(device)
+    return devices
+
+
+@dataclass(kw_only=True)
+class TrialSpec:
+    """One trial: the full recipe a child process needs, as plain data."""
+
+    workload: str
+    workload_options: dict[str, Any]
+    device: str
+    batch_size: int
+    steps: int | None = None
+    epochs: int | None = None
+    freeze_epochs: int = 0
+    warmup: int = 3
+    threads: int | None = None
+    seed: int = 0
+    drop_last: bool = False
+    workers: int = 0
+    repeat: int = 0
+    memory_limit_bytes: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the trial within a run (what ``--resume`` matches on)."""
+        return f"{self.device}|bs={self.batch_size}|r={self.repeat}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(kw_only=True)
+class Plan:
+    """A sweep: the grid and the protocol shared by every trial."""
+
+    workload: str
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    batch_sizes: list[int]
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    steps: int | None = None
+    epochs: int | None = None
+    freeze_epochs: int = 0
+    warmup: int = 3
+    threads: int | None = None
+    seed: int = 0
+    drop_last: bool = False
+    workers: int = 0
+    repeats: int = 1
+    memory_limit_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.batch_sizes:
+            raise UsageError("no batch sizes given: use e.g. --batch-sizes 16,32,64")
+        for b in self.batch_sizes:
+            if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+                raise UsageError(f"batch size {b!r} must be a whole number of at least 1")
+        if self.steps is not None and self.epochs is not None:
+            raise UsageError("give either --steps or --epochs, not both")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps {self.steps} must be at least 1")
+        if self.epochs is not None and self.epochs < 0:
+            raise UsageError(f"--epochs {self.epochs} must be at least 0")
+        if self.freeze_epochs < 0:
+            raise UsageError(f"--freeze-epochs {self.freeze_epochs} must be at least 0")
+        if self.freeze_epochs and self.epochs is None:
+            raise UsageError("--freeze-epochs needs --epochs (a training protocol of epochs)")
+        if self.epochs is not None and self.epochs + self.freeze_epochs < 1:
+            raise UsageError("--epochs 0 with no --freeze-epochs trains nothing: use --epochs 1")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup {self.warmup} must be at least 0")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads} must be at least 1")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be at least 0")
+        if self.repeats < 1:
+            raise UsageError(f"--repeats {self.repeats} must be at least 1")
+        if self.steps is None and self.epochs is None:
+            self.steps = 20
+
+    def trials(self) -> list[TrialSpec]:
+        """The grid in run order: device by device, batch sizes ascending, repeats interleaved.
+
+        Repeats go round the whole batch-size list, so slow drift of the machine
+        (thermal, background load) spreads over every size instead of biasing one.
+        """
+        specs = []
+        for device in self.devices:
+            for repeat in range(self.repeats):
+                for b in self.batch_sizes:
+                    specs.append(
+                        TrialSpec(
+                            workload=self.workload,
+                            workload_options=dict(self.workload_options),
+                            device=device,
+                            batch_size=b,
+                            steps=self.steps,
+                            epochs=self.epochs,
+                            freeze_epochs=self.freeze_epochs,
+                            warmup=self.warmup,
+                            threads=self.threads,
+                            seed=self.seed + repeat,
+                            drop_last=self.drop_last,
+                            workers=self.workers,
+                            repeat=repeat,
+                            memory_limit_bytes=self.memory_limit_bytes,
+                        )
+                    )
+        return specs
+
+    def settings(self) -> dict[str, Any]:
+        """The protocol as recorded with the run."""
+        data = dataclasses.asdict(self)
+        data.pop("workload")
+        data.pop("workload_options")
+        return data

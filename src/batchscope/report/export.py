@@ -1,0 +1,167 @@
+"""Machine-readable exports: JSON (the contract), CSV (one row a trial), Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from ..errors import ExportError
+from ..results import RunResult
+from ..units import format_bytes
+from .rows import device_rows, headers
+from .terminal import speedup_lines
+
+CSV_FIELDS = (
+    "run_id",
+    "workload",
+    "device",
+    "batch_size",
+    "repeat",
+    "status",
+    "step_time_median_s",
+    "step_time_iqr_s",
+    "step_time_mean_s",
+    "step_time_stdev_s",
+    "step_time_min_s",
+    "step_time_max_s",
+    "step_time_n",
+    "samples_per_s",
+    "data_wait_fraction",
+    "samples_per_epoch",
+    "total_time_s",
+    "final_train_loss",
+    "peak_memory_bytes",
+    "peak_rss_bytes",
+    "threads",
+    "seed",
+    "error",
+)
+
+
+def check_writable(path: str | os.PathLike[str], flag: str) -> Path:
+    """Fail before a sweep starts, not after it, when an export path cannot be written."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise ExportError(f"{flag} {str(p)!r} is a folder: give a file name")
+    if not parent.is_dir():
+        raise ExportError(f"{flag} {str(p)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ExportError(f"{flag} {str(p)!r} is not writable")
+    return p
+
+
+def _write(path: str | os.PathLike[str], text: str, flag: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"cannot write {flag} {str(path)!r}: {exc.strerror}") from exc
+
+
+def to_json(run: RunResult) -> str:
+    return json.dumps(run.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def to_csv(run: RunResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for t in run.trials:
+        s = t.step_time_s
+        writer.writerow(
+            {
+                "run_id": run.run_id,
+                "workload": run.workload.get("name"),
+                "device": t.device,
+                "batch_size": t.batch_size,
+                "repeat": t.repeat,
+                "status": t.status,
+                "step_time_median_s": s.median if s else None,
+                "step_time_iqr_s": s.iqr if s else None,
+                "step_time_mean_s": s.mean if s else None,
+                "step_time_stdev_s": s.stdev if s else None,
+                "step_time_min_s": s.min if s else None,
+                "step_time_max_s": s.max if s else None,
+                "step_time_n": s.n if s else None,
+                "samples_per_s": t.samples_per_s,
+                "data_wait_fraction": t.data_wait_fraction,
+                "samples_per_epoch": t.samples_per_epoch,
+                "total_time_s": t.total_time_s,
+                "final_train_loss": t.final_train_loss,
+                "peak_memory_bytes": t.peak_memory_bytes,
+                "peak_rss_bytes": t.peak_rss_bytes,
+                "threads": t.threads,
+                "seed": t.seed,
+                "error": t.error,
+            }
+        )
+    return buffer.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(run: RunResult) -> str:
+    env = run.environment
+    lines = [
+        f"# batchscope run {run.run_id}: {_md_escape(str(run.workload.get('name')))}",
+        "",
+        f"- Created: {run.created}",
+        f"- Workload: {_md_escape(str(run.workload.get('description', '')))}",
+        f"- Machine: {_md_escape(str(env.get('cpu_model')))}, "
+        f"{env.get('cpu_cores_logical')} logical cores, {format_bytes(env.get('memory_bytes'))} "
+        f"memory, {env.get('os')}",
+        f"- Software: Python {env.get('python')}, torch {env.get('torch')}, "
+        f"CUDA {env.get('cuda_build') or '–'}",
+    ]
+    for gpu in env.get("gpus", []):
+        lines.append(f"- GPU {gpu['index']}: {gpu['name']}, {format_bytes(gpu['memory_bytes'])}")
+    protocol = run.settings
+    if protocol.get("epochs") is not None:
+        what = f"{protocol.get('freeze_epochs', 0)} frozen + {protocol['epochs']} epochs"
+    else:
+        what = f"{protocol.get('steps')} measured steps"
+    lines.append(
+        f"- Protocol: {what} after {protocol.get('warmup')} warm-up steps, "
+        f"{protocol.get('threads')} threads, seed {protocol.get('seed')}"
+    )
+    for note in run.workload.get("notes", []):
+        lines.append(f"- Note: {_md_escape(note)}")
+    for device in run.devices:
+        cols = headers(run)
+        lines += [
+            "",
+            f"## {device}",
+            "",
+            "| " + " | ".join(cols) + " |",
+            "|" + "|".join("---:" for _ in cols[:-1]) + "|:---|",
+        ]
+        for row in device_rows(run, device):
+            lines.append("| " + " | ".join(_md_escape(v) for v in vars(row).values()) + " |")
+    speedups = speedup_lines(run)
+    if speedups:
+        lines += ["", "## Speedups", ""] + [f"- {s}" for s in speedups]
+    return "\n".join(lines) + "\n"
+
+
+def write_exports(
+    run: RunResult,
+    *,
+    json_path: str | None = None,
+    csv_path: str | None = None,
+    markdown_path: str | None = None,
+) -> list[Path]:
+    written = []
+    for path, flag, render in (
+        (json_path, "--json", to_json),
+        (csv_path, "--csv", to_csv),
+        (markdown_path, "--markdown", to_markdown),
+    ):
+        if path:
+            _write(path, render(run), flag)
+            written.append(Path(path))
+    return written
