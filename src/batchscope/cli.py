@@ -630,6 +630,11 @@ def export(
         stderr().print(f"wrote {written}", highlight=False)
 
 
+# ---------------------------------------------------------------- more commands
+
+# Each area registers its commands on ``app`` in its own module.
+from .commands import analysis_cmds, memory_cmds, report_cmds  # noqa: E402, F401
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -329,6 +329,7 @@ def _summarise_steps(
     if not step_times:
         return
     result.measured_steps = len(step_times)
+    result.step_times_s = list(step_times)
     result.step_time_s = StepStats.from_samples(step_times)
     result.data_wait_s = StepStats.from_samples(waits)
     result.samples_per_s = spec.batch_size / result.step_time_s.median

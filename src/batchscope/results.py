@@ -85,6 +85,8 @@ class TrialResult:
     repeat: int = 0
     step_time_s: StepStats | None = None
     data_wait_s: StepStats | None = None
+    #: every measured step time in run order (seconds), for outlier and warm-up checks
+    step_times_s: list[float] = field(default_factory=list)
     samples_per_s: float | None = None
     data_wait_fraction: float | None = None
     samples_per_epoch: int | None = None

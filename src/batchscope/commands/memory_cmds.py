@@ -1,0 +1,3 @@
+"""CLI commands: memory."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""CLI commands: report."""
+
+from __future__ import annotations
