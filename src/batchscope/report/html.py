@@ -1,0 +1,163 @@
+"""The report as ONE self-contained HTML file.
+
+Same content as the Markdown report (both render :func:`.markdown.report_document`),
+with the plots embedded as ``data:image/png;base64`` URIs and the CSS inline. The file
+loads nothing: no scripts, no fonts, no external URLs; a Content-Security-Policy
+``default-src 'none'`` makes the browser refuse anything else even if it were there.
+Every string from the run (workload names, notes, errors, hostnames, paths,
+environment values) goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ..results import RunResult
+from .markdown import (
+    Bullets,
+    Document,
+    Fields,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    report_document,
+)
+
+if TYPE_CHECKING:
+    from ..explain import RunAnalysis
+
+#: Nothing may load but inline styles and data: images.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+CSS = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+  margin: 0 auto; max-width: 1100px; padding: 1.5rem 2rem 3rem; color: #1d1d1f;
+  line-height: 1.45; background: #fff; }
+h1 { font-size: 1.6rem; margin: 0 0 1rem; border-bottom: 2px solid #444;
+  padding-bottom: .4rem; }
+h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; border-bottom: 1px solid #ddd;
+  padding-bottom: .2rem; }
+h3 { font-size: 1.02rem; margin: 1.2rem 0 .4rem; color: #333; }
+ul { margin: .3rem 0 .8rem; padding-left: 1.3rem; }
+li { margin: .15rem 0; }
+ul.fields { list-style: none; padding-left: 0; }
+ul.fields b { color: #333; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem;
+  font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; }
+th { background: #f3f5f7; text-align: left; }
+td.r { text-align: right; white-space: nowrap; }
+td.l { text-align: left; }
+tr.failed td { color: #b00020; background: #fff5f5; }
+.table-wrap { overflow-x: auto; }
+p.warning, li.warning { background: #fff8db; border-left: 4px solid #e6a700;
+  padding: .35rem .6rem; }
+li.warning { list-style: none; margin-left: -1.3rem; }
+p.muted { color: #666; font-style: italic; }
+figure { margin: 1rem 0 1.5rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e3e3e3; }
+figcaption { color: #555; font-size: .9rem; }
+footer { margin-top: 3rem; color: #888; font-size: .8rem; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", png[16:24])
+    return int(width), int(height)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _align(t: Table, column: int) -> str:
+    return "r" if column < len(t.align) and t.align[column] == "right" else "l"
+
+
+def _table(t: Table) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in t.headers)
+    body = []
+    for i, row in enumerate(t.rows):
+        cls = ' class="failed"' if i in t.failed_rows else ""
+        cells = "".join(f'<td class="{_align(t, j)}">{_e(c)}</td>' for j, c in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def render_html(doc: Document, plots: Mapping[str, bytes]) -> str:
+    """The document as a standalone page; ``plots`` maps figure file names to PNG bytes."""
+    parts: list[str] = []
+    for block in doc.blocks:
+        if isinstance(block, Heading):
+            level = min(6, max(2, block.level))
+            parts.append(f"<h{level}>{_e(block.text)}</h{level}>")
+        elif isinstance(block, Paragraph):
+            if block.kind == "warning":
+                parts.append(f'<p class="warning"><b>Warning:</b> {_e(block.text)}</p>')
+            else:
+                parts.append(f'<p class="{_e(block.kind)}">{_e(block.text)}</p>')
+        elif isinstance(block, Bullets):
+            cls = ' class="warning"' if block.kind == "warning" else ""
+            items = "".join(f"<li{cls}>{_e(item)}</li>" for item in block.items)
+            parts.append(f"<ul>{items}</ul>")
+        elif isinstance(block, Fields):
+            items = "".join(f"<li><b>{_e(k)}:</b> {_e(v)}</li>" for k, v in block.items)
+            parts.append(f'<ul class="fields">{items}</ul>')
+        elif isinstance(block, Table):
+            parts.append(_table(block))
+        elif isinstance(block, Figure):
+            png = plots.get(block.filename)
+            if png is None:
+                continue
+            width, height = png_size(png)
+            parts.append(
+                f'<figure><img src="{data_uri(png)}" alt="{_e(block.title)}" '
+                f'width="{width}" height="{height}"><figcaption>{_e(block.title)}'
+                "</figcaption></figure>"
+            )
+    body = "\n".join(parts)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_e(doc.title)}</h1>\n{body}\n"
+        "<footer>Written by batchscope. Self-contained: this file loads nothing.</footer>\n"
+        "</body>\n</html>\n"
+    )
+
+
+def to_html(
+    run: RunResult,
+    analysis: RunAnalysis | None = None,
+    *,
+    plots: Mapping[str, bytes] | None = None,
+) -> str:
+    """The full HTML report. Renders the plots unless ``plots`` are given."""
+    from .plots import render_plots
+
+    if analysis is None:
+        from ..explain import analyse_run
+
+        analysis = analyse_run(run)
+    if plots is None:
+        plots = render_plots(analysis, workload=str(run.workload.get("name", "")))
+    doc = report_document(run, analysis, figures=list(plots))
+    return render_html(doc, plots)
