@@ -61,7 +61,10 @@ def bare_loop(workload, batch_size: int, steps: int, warmup: int, seed: int) -> 
     return batch_size * steps / (time.perf_counter() - start)
 
 
-def engine_loop(workload, batch_size: int, steps: int, warmup: int, seed: int) -> float:  # type: ignore[no-untyped-def]
+def engine_loop(  # type: ignore[no-untyped-def]
+    workload, batch_size: int, steps: int, warmup: int, seed: int, sample_interval_s: float = 0.0
+) -> float:
+    """The engine's measured steps (timers, syncs, progress, optional sampler thread)."""
     spec = TrialSpec(
         workload="simplecnn",
         workload_options={},
@@ -71,6 +74,7 @@ def engine_loop(workload, batch_size: int, steps: int, warmup: int, seed: int) -
         warmup=warmup,
         seed=seed,
         threads=torch.get_num_threads(),
+        sample_interval_s=sample_interval_s,
     )
     result = run_trial(spec, workload)
     assert result.total_time_s is not None
@@ -90,24 +94,27 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{args.rounds} rounds × {args.steps} steps"
     )
-    print(
-        f"{'batch':>6} {'engine samples/s':>18} {'bare samples/s':>16} "
-        f"{'ratio (median)':>15} {'ratio range':>16}"
-    )
+    print("ratio = engine samples/s ÷ bare-loop samples/s (median over rounds, and range)")
+    print(f"{'batch':>6} {'bare samples/s':>15} {'engine, sampler off':>22} "
+          f"{'engine, sampler 0.1 s':>24}")
+    variants = {
+        "bare": lambda b, r: bare_loop(workload, b, args.steps, args.warmup, seed=r),
+        "off": lambda b, r: engine_loop(workload, b, args.steps, args.warmup, seed=r),
+        "on": lambda b, r: engine_loop(
+            workload, b, args.steps, args.warmup, seed=r, sample_interval_s=0.1
+        ),
+    }
     for b in sizes:
-        ratios, engine, bare = [], [], []
+        got: dict[str, list[float]] = {k: [] for k in variants}
         for r in range(args.rounds):
-            order = (engine_loop, bare_loop) if r % 2 == 0 else (bare_loop, engine_loop)
-            got = {}
-            for fn in order:
-                got[fn.__name__] = fn(workload, b, args.steps, args.warmup, seed=r)
-            engine.append(got["engine_loop"])
-            bare.append(got["bare_loop"])
-            ratios.append(got["engine_loop"] / got["bare_loop"])
-        print(
-            f"{b:>6} {statistics.median(engine):>18,.0f} {statistics.median(bare):>16,.0f} "
-            f"{statistics.median(ratios):>15.3f} {min(ratios):>7.3f}–{max(ratios):.3f}"
-        )
+            names = list(variants)
+            for name in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
+                got[name].append(variants[name](b, r))
+        cells = []
+        for name in ("off", "on"):
+            ratios = [e / x for e, x in zip(got[name], got["bare"], strict=True)]
+            cells.append(f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})")
+        print(f"{b:>6} {statistics.median(got['bare']):>15,.0f} {cells[0]:>22} {cells[1]:>24}")
 
 
 if __name__ == "__main__":

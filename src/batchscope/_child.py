@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -17,9 +18,12 @@ from typing import Any
 def main(argv: list[str]) -> int:
     fd = int(argv[1])
     channel = os.fdopen(fd, "w", buffering=1)
+    lock = threading.Lock()  # the hardware sampler's thread emits too
 
     def emit(event: str, payload: dict[str, Any]) -> None:
-        channel.write(json.dumps({"event": event, **payload}) + "\n")
+        line = json.dumps({"event": event, **payload}) + "\n"
+        with lock:
+            channel.write(line)
 
     request = json.loads(sys.stdin.read())
     from . import runner

@@ -20,6 +20,9 @@ class Speedup:
     batch_size: int | None
     ratio: float
     error: float
+    #: the batch size each side ran at (they differ for a best-vs-best comparison)
+    fast_batch_size: int | None = None
+    slow_batch_size: int | None = None
 
 
 def speedup(
@@ -55,6 +58,9 @@ def per_sample(trial: TrialResult) -> tuple[float, float]:
 
 def device_speedups(run: RunResult) -> list[Speedup]:
     """Per batch size, every other device against the first device (usually the CPU)."""
+    from .variants import series_view
+
+    run = series_view(run)  # variants compare as series of their own ("cpu bf16")
     devices = run.devices
     if len(devices) < 2:
         return []

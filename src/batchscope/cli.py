@@ -53,12 +53,17 @@ def stderr() -> Console:
 
 
 def stdout() -> Console:
-    return Console(soft_wrap=False, width=max(100, Console().width))
+    """Results console: the terminal's width, or 140 columns when piped to a file."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=False)
+    return Console(soft_wrap=False, width=140)
 
 
 def print_error(message: str) -> None:
     """One line on stderr: what is wrong and what is accepted."""
     console = stderr()
+    # a user's exception text may span lines; the error stays on one
+    message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     console.print("[bold red]batchscope: error:[/] ", end="", markup=True)
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
@@ -257,15 +262,116 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    breakdown: Annotated[
+        bool,
+        typer.Option(
+            "--breakdown",
+            help="Split each step into data wait, host-to-device copy, forward, backward and "
+            "optimizer by synchronising the device between them (the syncs cost time "
+            "themselves, so step times grow a little).",
+        ),
+    ] = False,
+    sample_interval: Annotated[
+        float,
+        typer.Option(
+            "--sample-interval",
+            help="Seconds between hardware readings (utilisation, memory, power, energy) "
+            "during each trial; 0 turns the sampler off.",
+        ),
+    ] = 0.1,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="Comma list of fp32, bf16, fp16: each a further axis of the grid (autocast; "
+            "fp16 with a gradient scaler). A precision the device cannot do is recorded "
+            "as 'unsupported'.",
+        ),
+    ] = "fp32",
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last", help="Model and 4-D inputs in torch.channels_last memory format."
+        ),
+    ] = False,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model; the compile time (first warm-up step minus the "
+            "median of the others) is reported apart as compile_time_s. Needs --warmup ≥ 1.",
+        ),
+    ] = False,
+    accumulate: Annotated[
+        int,
+        typer.Option(
+            "--accumulate",
+            help="Gradient accumulation: K micro-batches of the batch size per optimizer "
+            "step (effective batch K × b; a timed step is the whole optimizer step).",
+        ),
+    ] = 1,
+    lr_scaling: Annotated[
+        str,
+        typer.Option(
+            "--lr-scaling",
+            help="none, linear (lr × b/b0, the usual rule for SGD) or sqrt (lr × √(b/b0), "
+            "the usual rule for Adam), with b the effective batch size.",
+        ),
+    ] = "none",
+    base_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--base-batch-size",
+            help="b0 for --lr-scaling: the batch size the workload's lr was tuned for "
+            "(default: the smallest effective batch size of the sweep).",
+            show_default=False,
+        ),
+    ] = None,
+    lr_warmup_steps: Annotated[
+        int,
+        typer.Option(
+            "--lr-warmup-steps",
+            help="Ramp the lr linearly over the first N optimizer steps of the measured "
+            "protocol (lr × 1/N, 2/N, ... 1).",
+        ),
+    ] = 0,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="With --epochs: METRIC=VALUE (accuracy=0.95, error_rate=0.05, val_loss=0.2); "
+            "record the epoch, wall time and samples at which validation first reaches it "
+            "(≤ for val_loss and names ending in loss/error/error_rate, else ≥).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    out_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Write the report (report.html, report.md, PNG plots) into this folder "
+            "(default: batchscope-results/RUN_ID/; none with --no-store).",
+            show_default=False,
+        ),
+    ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Write no report folder at the end.")
+    ] = False,
 ) -> None:
     """Run a batch-size sweep and print the table (per device) with speedups."""
+    from .report.build import check_report_dir
     from .report.export import check_writable
     from .units import parse_bytes
+    from .variants import parse_precisions
 
     for path, flag in ((json_path, "--json"), (csv_path, "--csv"), (markdown_path, "--markdown")):
         if path:
             check_writable(path, flag)
+    if out_dir is not None and no_report:
+        raise UsageError("--out and --no-report contradict each other: give one")
+    if out_dir is not None:
+        check_report_dir(out_dir)
     if store_path and no_store:
         raise UsageError("--store and --no-store contradict each other: give one")
     if resume and no_store:
@@ -276,7 +382,7 @@ def sweep(
         epochs=epochs,
         freeze_epochs=freeze_epochs,
         warmup=warmup,
-        threads=threads or default_threads(),
+        threads=default_threads() if threads is None else threads,  # 0 is refused, not default
         seed=seed,
         workers=workers,
         drop_last=drop_last,
@@ -284,6 +390,16 @@ def sweep(
         memory_limit_bytes=parse_bytes(memory_limit, what="--memory-limit")
         if memory_limit
         else None,
+        breakdown=breakdown,
+        sample_interval_s=sample_interval,
+        target=target,
+        precisions=parse_precisions(precision),
+        channels_last=channels_last,
+        compile=compile_model,
+        accumulate=accumulate,
+        lr_scaling=lr_scaling,
+        base_batch_size=base_batch_size,
+        lr_warmup_steps=lr_warmup_steps,
     )
     _run_and_report(
         workload,
@@ -300,6 +416,8 @@ def sweep(
         csv_path=csv_path,
         markdown_path=markdown_path,
         quiet=quiet,
+        out_dir=out_dir,
+        no_report=no_report,
     )
 
 
@@ -351,19 +469,23 @@ def _run_and_report(
     markdown_path: str | None,
     quiet: bool,
     announce: str | None = None,
+    out_dir: str | None = None,
+    no_report: bool = False,
 ) -> None:
-    from .plan import Plan, parse_batch_sizes
+    from .plan import Plan, check_device_names, parse_batch_sizes
     from .progress import SweepDisplay
     from .report.export import write_exports
     from .report.terminal import print_run
     from .runner import check_isolation
-    from .sweep import SweepInterrupted, probe, run_sweep
+    from .sweeper import SweepInterrupted, probe, run_sweep
 
     sizes = parse_batch_sizes(batch_sizes)
     check_isolation(isolation)
     if trial_timeout is not None and trial_timeout <= 0:
         raise UsageError(f"--trial-timeout {trial_timeout:g} must be more than 0 seconds")
     Plan(workload=workload, batch_sizes=sizes, **protocol)  # validate before any work
+    if devices != "best":
+        check_device_names(devices)  # a typo fails now, not after loading the workload
     store = _open_store(store_path, no_store)
     err = stderr()
     if announce and not quiet:
@@ -417,6 +539,19 @@ def _run_and_report(
             err.print(f"wrote {path}", highlight=False)
         if store is not None:
             err.print(f"run {run.run_id} saved in {store.path}", highlight=False)
+    # The report folder (default ./batchscope-results/RUN_ID/); --no-store writes none unasked.
+    if not no_report and (out_dir is not None or store is not None):
+        from .report.build import default_report_dir, write_report
+
+        target = out_dir if out_dir is not None else default_report_dir(run.run_id)
+        with err.status("writing the report…", spinner="dots") if not quiet else _nullcontext():
+            files = write_report(run, target)
+        if not quiet:
+            err.print(
+                f"report: {files.html} (with report.md and {len(files.images)} plots)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 class _nullcontext:
@@ -633,9 +768,34 @@ def export(
 # ---------------------------------------------------------------- more commands
 
 # Each area registers its commands on ``app`` in its own module.
-from .commands import analysis_cmds, memory_cmds, report_cmds  # noqa: E402, F401
+from .commands import (  # noqa: E402, F401
+    analysis_cmds,
+    memory_cmds,
+    monitor_cmds,
+    noise_cmds,
+    report_cmds,
+)
 
 # ---------------------------------------------------------------- entry point
+
+
+def _bad_value(exc: Exception, argv: list[str] | None) -> str:
+    """', got 'abc'' for a parser error on an option whose message does not show the value."""
+    param = getattr(exc, "param", None)
+    opts = [o for o in (getattr(param, "opts", None) or []) if o.startswith("-")]
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                value = args[i + 1]
+            elif opt.startswith("--") and arg.startswith(opt + "="):
+                value = arg[len(opt) + 1 :]
+            else:
+                continue
+            if repr(value) not in exc.format_message():  # type: ignore[attr-defined]
+                return f", got {value!r}"
+            return ""
+    return ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -659,9 +819,14 @@ def main(argv: list[str] | None = None) -> None:
         if name == "Abort":
             stderr().print("aborted")
             sys.exit(130)
+        if name == "NoArgsIsHelpError":  # no arguments: the help is the answer
+            text = exc.format_message()  # type: ignore[attr-defined]
+            if text.strip():  # typer's rich help has printed itself already
+                typer.echo(text)
+            sys.exit(2)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            fail(f"{exc.format_message()}{hint}", 2)
+            fail(f"{exc.format_message()}{_bad_value(exc, argv)}{hint}", 2)
         raise
     sys.exit(code if isinstance(code, int) else 0)

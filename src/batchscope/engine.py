@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import resource
 import sys
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import lr, variants
 from .errors import DeviceError, UsageError
 from .plan import TrialSpec
 from .results import EpochRecord, StepStats, TrialResult
@@ -32,6 +34,8 @@ from .workloads import Workload, WorkloadOptions, load_workload
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from .monitor import Sample, Sampler
 
 #: ``progress(event, payload)`` — events: "setup", "warmup", "step", "epoch", "done".
 Progress = Callable[[str, dict[str, Any]], None]
@@ -132,8 +136,20 @@ def _current_rss() -> int:
 
 
 def _peak_rss() -> int:
+    """Peak resident memory: VmHWM (resettable, Linux) or the process-lifetime ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class _Group(list[Any]):
+    """The micro-batches of one accumulated optimizer step (``--accumulate``)."""
 
 
 class _Trainer:
@@ -149,7 +165,19 @@ class _Trainer:
         self.sync = synchronizer(device)
         self.non_blocking = device.type == "cuda"
         self.model = workload.model().to(device)
+        if spec.channels_last:
+            self.model = variants.channels_last_model(self.model)
+        #: what steps call: the compiled wrapper with --compile (validation uses the model)
+        self.forward_model = variants.compile_model(self.model) if spec.compile else self.model
+        self.autocast = variants.autocast(device, spec.precision)
+        self.scaler = variants.grad_scaler(device, spec.precision)
         self.optimizer = workload.optimizer(self.model.parameters())
+        effective = spec.batch_size * spec.accumulate
+        factor = lr.scale_factor(spec.lr_scaling, effective, spec.base_batch_size or effective)
+        #: every param group's rate after scaling: what the warm-up ramp climbs to
+        self.lr_targets = lr.scale_optimizer(self.optimizer, factor)
+        self.optimizer_steps = 0
+        self.warmup_clock = variants.WarmupClock()
         self.loss_fn = workload.loss
         self.generator = torch.Generator()
         self.generator.manual_seed(spec.seed)
@@ -180,19 +208,105 @@ class _Trainer:
             self.samples_per_epoch = (self.n_train // spec.batch_size) * spec.batch_size
         else:
             self.samples_per_epoch = self.n_train
-        self.steps_per_epoch = len(self.train_loader)
+        #: optimizer steps per epoch (each of up to ``accumulate`` micro-batches)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / spec.accumulate)
+
+    def next_batch(self, iterator: Iterator[Any]) -> Any:
+        """The next step's input: a batch, or with accumulation a :class:`_Group` of up to
+        ``accumulate`` micro-batches (fewer at the end of a pass). StopIteration if none."""
+        first = next(iterator)
+        if self.spec.accumulate == 1:
+            return first
+        group = [first]
+        for _ in range(self.spec.accumulate - 1):
+            try:
+                group.append(next(iterator))
+            except StopIteration:
+                break
+        return _Group(group)
+
+    def _inputs(self, batch: Any) -> tuple[Any, Any]:
+        inputs = to_device(batch[0], self.device, self.non_blocking)
+        targets = to_device(batch[1], self.device, self.non_blocking)
+        if self.spec.channels_last:
+            inputs = variants.channels_last_input(inputs)
+        return inputs, targets
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _optimizer_step(self) -> None:
+        """The optimizer step, at the warm-up ramp's rate, through the fp16 scaler if any."""
+        if self.spec.lr_warmup_steps:
+            factor = lr.warmup_factor(self.optimizer_steps, self.spec.lr_warmup_steps)
+            lr.set_rates(self.optimizer, self.lr_targets, factor)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer_steps += 1
 
     def step(self, batch: Any) -> tuple[torch.Tensor, int]:
-        """One optimizer step on ``batch``; returns the detached loss and the batch length."""
-        inputs, targets = batch[0], batch[1]
-        inputs = to_device(inputs, self.device, self.non_blocking)
-        targets = to_device(targets, self.device, self.non_blocking)
+        """One optimizer step on ``batch``; returns the detached loss and the batch length.
+
+        A :class:`_Group` accumulates the gradients of its micro-batches, each loss
+        weighted by its share of the group's samples, so the update equals the one
+        from a single batch of them all (models without batch normalisation).
+        """
+        if isinstance(batch, _Group):
+            return self._accumulated_step(batch)
+        inputs, targets = self._inputs(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = self.model(inputs)
-        loss = self.loss_fn(outputs, targets)
-        loss.backward()
-        self.optimizer.step()
+        with self.autocast():
+            outputs = self.forward_model(inputs)
+            loss = self.loss_fn(outputs, targets)
+        self._backward(loss)
+        self._optimizer_step()
         return loss.detach(), _batch_length(targets)
+
+    def _accumulated_step(self, group: _Group) -> tuple[torch.Tensor, int]:
+        total = sum(_batch_length(b[1]) for b in group)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum: torch.Tensor | None = None
+        for batch in group:
+            inputs, targets = self._inputs(batch)
+            with self.autocast():
+                outputs = self.forward_model(inputs)
+                loss = self.loss_fn(outputs, targets)
+            share = _batch_length(targets) / total
+            self._backward(loss * share)
+            part = loss.detach().float() * share
+            loss_sum = part if loss_sum is None else loss_sum + part
+        self._optimizer_step()
+        assert loss_sum is not None
+        return loss_sum, total
+
+    def step_with_breakdown(self, batch: Any) -> tuple[torch.Tensor, int, tuple[float, ...]]:
+        """:meth:`step` with the device synchronised between its phases (``--breakdown``).
+
+        Returns the seconds of host-to-device copy, forward (with the loss),
+        backward and optimizer step. The extra syncs cost time themselves, which
+        is why this is not the default.
+        """
+        clock = time.perf_counter
+        t0 = clock()
+        inputs, targets = self._inputs(batch)
+        self.sync()
+        t1 = clock()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            outputs = self.forward_model(inputs)
+            loss = self.loss_fn(outputs, targets)
+        self.sync()
+        t2 = clock()
+        self._backward(loss)
+        self.sync()
+        t3 = clock()
+        self._optimizer_step()
+        self.sync()
+        t4 = clock()
+        return loss.detach(), _batch_length(targets), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 
     def batches(self) -> Iterator[Any]:
         """Training batches forever, reshuffled each pass (for ``--steps`` runs)."""
@@ -208,10 +322,9 @@ class _Trainer:
         total_loss = 0.0
         count = 0
         metric_sums: dict[str, float] = {}
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():  # validated in the trial's precision
             for batch in self.val_loader:
-                inputs = to_device(batch[0], self.device, self.non_blocking)
-                targets = to_device(batch[1], self.device, self.non_blocking)
+                inputs, targets = self._inputs(batch)
                 outputs = self.model(inputs)
                 n = _batch_length(targets)
                 total_loss += float(self.loss_fn(outputs, targets)) * n
@@ -246,6 +359,19 @@ def run_trial(
         torch.set_num_threads(spec.threads)
     seed_everything(spec.seed)
     device = check_device(spec.device)
+    reason = variants.unsupported_reason(device, spec.precision)
+    if reason is not None:  # recorded, never measured in another precision
+        skipped = TrialResult(
+            device=spec.device,
+            batch_size=spec.batch_size,
+            repeat=spec.repeat,
+            status="unsupported",
+            error=reason,
+            seed=spec.seed,
+            drop_last=spec.drop_last,
+        )
+        variants.stamp(skipped, spec)
+        return skipped
     notify("setup", {"device": spec.device, "batch_size": spec.batch_size})
     if workload is None:
         workload = load_workload(spec.workload, WorkloadOptions.from_dict(spec.workload_options))
@@ -255,6 +381,18 @@ def run_trial(
         raise UsageError(
             f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
             "samples and drop_last is on, so an epoch has no step: use a smaller batch size"
+        )
+    if spec.epochs is None and trainer.n_train < spec.batch_size:
+        # only full batches count as steps: without one, a --steps run would never end
+        raise UsageError(
+            f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
+            "samples, so no step of that size can be measured: use a smaller batch size "
+            "(or --epochs, which trains the partial batch)"
+        )
+    if spec.epochs is None and trainer.n_train < spec.batch_size * spec.accumulate:
+        raise UsageError(
+            f"batch size {spec.batch_size} × --accumulate {spec.accumulate} is more than the "
+            f"{trainer.n_train} training samples, so no full accumulated step can be measured"
         )
     result = TrialResult(
         device=spec.device,
@@ -267,23 +405,117 @@ def run_trial(
         steps_per_epoch=trainer.steps_per_epoch,
         notes=list(workload.notes),
     )
+    variants.stamp(result, spec, trainer.model, trainer.lr_targets, trainer.scaler)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rss_baseline = _current_rss()
+    rss_baseline = _reset_peak_rss()
+    # the runner stops a CPU trial early once its memory is past --memory-limit
+    notify("baseline", {"rss_bytes": rss_baseline})
     setup_time = time.perf_counter() - setup_start
 
     _warm_up(trainer, spec.warmup, notify)
     result.warmup_steps = spec.warmup
+    if spec.compile:
+        result.compile_time_s = trainer.warmup_clock.compile_time_s()
 
-    if spec.epochs is not None:
-        _run_epochs(trainer, spec, result, notify)
-    else:
-        _run_steps(trainer, spec, result, notify)
+    sampler = _start_sampler(spec, device, notify)
+    try:
+        if spec.epochs is not None:
+            _run_epochs(trainer, spec, result, notify)
+        else:
+            _run_steps(trainer, spec, result, notify)
+            if spec.validation_steps > 0:
+                _run_validation_steps(trainer, spec.validation_steps, result)
+    finally:
+        if sampler is not None:
+            samples = sampler.stop()
+    if sampler is not None:
+        _record_hardware(result, sampler, samples)
 
     result.setup_time_s = setup_time
     _record_memory(result, device, rss_baseline)
     notify("done", {"status": result.status})
     return result
+
+
+#: at most this many sampler readings are kept in a trial's timeline
+TIMELINE_POINTS = 600
+
+
+def _start_sampler(spec: TrialSpec, device: torch.device, notify: Progress) -> Sampler | None:
+    """Sample this process (and its DataLoader workers) and the trial's GPU, if asked to.
+
+    A compact reading goes to ``notify`` twice a second for the live display.
+    """
+    if not spec.sample_interval_s:
+        return None
+    import torch
+
+    from .monitor import Sampler, default_sources
+
+    uuids = None
+    if device.type == "cuda":
+        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+        if uuid is not None:
+            text = str(uuid)
+            uuids = [text if text.startswith("GPU-") else f"GPU-{text}"]
+    sources = default_sources(os.getpid(), gpu_uuids=uuids, gpus=device.type == "cuda")
+    last = [-1.0]
+
+    def live(sample: Sample) -> None:
+        if sample.t_s - last[0] < 0.5:
+            return
+        last[0] = sample.t_s
+        gpu = sample.gpus[0] if sample.gpus else None
+        notify("sample", {
+            "cpu_percent": sample.cpu_process_percent,
+            "rss_bytes": sample.rss_bytes,
+            "gpu_percent": gpu.utilization_percent if gpu else None,
+            "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
+            "power_w": gpu.power_w if gpu else None,
+        })
+
+    return Sampler(sources, spec.sample_interval_s, on_sample=live).start()
+
+
+def _record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample]) -> None:
+    """Utilisation, power and energy of the measured protocol (warm-up excluded)."""
+    from .monitor import samples_to_rows, summarise
+
+    summary = summarise(samples, unavailable=sampler.unavailable)
+    result.hardware = summary.to_dict()
+    result.utilization = {
+        "cpu_process_percent_mean": summary.cpu_process_percent_mean,
+        "cpu_process_percent_max": summary.cpu_process_percent_max,
+        "gpu_percent_mean": summary.gpu_utilization_percent_mean,
+        "gpu_percent_max": summary.gpu_utilization_percent_max,
+    }
+    result.power_w_mean = summary.gpu_power_w_mean
+    result.energy_j = summary.energy_j
+    trained = result.samples_trained
+    if summary.energy_j is not None and trained:
+        result.energy_per_sample_j = summary.energy_j / trained
+        result.energy_per_1000_samples_j = 1000 * result.energy_per_sample_j
+        if result.samples_per_epoch:
+            result.energy_per_epoch_j = result.energy_per_sample_j * result.samples_per_epoch
+    rows = samples_to_rows(samples)
+    stride = max(1, math.ceil(len(rows) / TIMELINE_POINTS))
+    result.timeline = rows[::stride]
+    result.timeline_start_unix = time.time() - sampler.now()
+
+
+def _reset_peak_rss() -> int:
+    """Start a fresh peak-RSS count (Linux: VmHWM via clear_refs) and return the RSS now.
+
+    Without the reset, the peak would include whatever set-up briefly held (data
+    being built, files decoded), which can exceed everything the training needs.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _current_rss()
 
 
 def _record_memory(result: TrialResult, device: torch.device, rss_baseline: int) -> None:
@@ -307,64 +539,178 @@ def _record_memory(result: TrialResult, device: torch.device, rss_baseline: int)
 
 
 def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
-    """Run ``steps`` untimed steps, then restore model and optimizer to their initial state."""
+    """Run ``steps`` untimed steps, then restore model and optimizer to their initial state.
+
+    Each warm-up step is clocked on its own (``trainer.warmup_clock``): with
+    ``--compile`` the first one holds the compilation, reported as ``compile_time_s``.
+    """
+    trainer.warmup_clock = variants.WarmupClock()
     if steps <= 0:
         return
     model_state = copy.deepcopy(trainer.model.state_dict())
     optim_state = copy.deepcopy(trainer.optimizer.state_dict())
+    scaler_state = trainer.scaler.state_dict() if trainer.scaler is not None else None
     batches = trainer.batches()
     for i in range(steps):
-        trainer.step(next(batches))
+        with trainer.warmup_clock.step():
+            trainer.step(trainer.next_batch(batches))
+            trainer.sync()
         notify("warmup", {"done": i + 1, "total": steps})
     trainer.sync()
     del batches
     trainer.model.load_state_dict(model_state)
     trainer.optimizer.load_state_dict(optim_state)
+    if trainer.scaler is not None and scaler_state is not None:
+        trainer.scaler.load_state_dict(scaler_state)
+    trainer.optimizer_steps = 0  # the learning-rate warm-up ramp starts again
     trainer.generator.manual_seed(trainer.spec.seed)  # the protocol sees the same shuffles
 
 
-def _summarise_steps(
-    result: TrialResult, spec: TrialSpec, step_times: list[float], waits: list[float]
-) -> None:
-    if not step_times:
-        return
-    result.measured_steps = len(step_times)
-    result.step_times_s = list(step_times)
-    result.step_time_s = StepStats.from_samples(step_times)
-    result.data_wait_s = StepStats.from_samples(waits)
-    result.samples_per_s = spec.batch_size / result.step_time_s.median
-    total = math.fsum(step_times)
-    result.data_wait_fraction = math.fsum(waits) / total if total > 0 else 0.0
+#: the phases ``--breakdown`` separates, after the data wait
+PHASES = ("h2d", "forward", "backward", "optimizer")
+
+#: a trial whose steps wait for data longer than this fraction is input-bound
+INPUT_BOUND_FRACTION = 0.2
+
+
+class _StepRecorder:
+    """Times steps: clock before the batch is asked for, clock after the device is done.
+
+    Only steps of exactly ``batch_size`` samples enter the statistics; a last
+    partial batch is trained and counted in ``samples`` but is not a step of
+    this size.
+    """
+
+    def __init__(self, trainer: _Trainer, breakdown: bool) -> None:
+        self.trainer = trainer
+        self.breakdown = breakdown
+        #: samples of a full (optimizer) step: micro-batch × accumulation
+        self.batch_size = trainer.spec.batch_size * trainer.spec.accumulate
+        self.step_times: list[float] = []
+        self.waits: list[float] = []
+        self.phases: list[tuple[float, ...]] = []
+        self.samples = 0
+
+    def run(self, iterator: Iterator[Any]) -> tuple[torch.Tensor, int] | None:
+        """Train on the next batch; None when the iterator is exhausted (not timed)."""
+        clock = time.perf_counter
+        t0 = clock()
+        try:
+            batch = self.trainer.next_batch(iterator)
+        except StopIteration:
+            return None
+        t1 = clock()
+        if self.breakdown:
+            loss, n, phases = self.trainer.step_with_breakdown(batch)
+        else:
+            loss, n = self.trainer.step(batch)
+            self.trainer.sync()
+            phases = ()
+        t2 = clock()
+        self.samples += n
+        if n == self.batch_size:
+            self.step_times.append(t2 - t0)
+            self.waits.append(t1 - t0)
+            if phases:
+                self.phases.append(phases)
+        return loss, n
+
+    def summarise(self, result: TrialResult) -> None:
+        step_times, waits = self.step_times, self.waits
+        if not step_times:
+            return
+        result.measured_steps = len(step_times)
+        result.step_times_s = list(step_times)
+        result.step_time_s = StepStats.from_samples(step_times)
+        result.data_wait_s = StepStats.from_samples(waits)
+        result.samples_per_s = self.batch_size / result.step_time_s.median
+        total = math.fsum(step_times)
+        wait = math.fsum(waits)
+        result.data_wait_fraction = wait / total if total > 0 else 0.0
+        n = len(step_times)
+        split_s = {"data_wait": wait / n}
+        if self.phases:
+            for i, name in enumerate(PHASES):
+                split_s[name] = math.fsum(p[i] for p in self.phases) / n
+        else:
+            split_s["compute"] = (total - wait) / n
+        result.time_split_s = split_s
+        result.time_split = {k: v * n / total for k, v in split_s.items()} if total > 0 else {}
+        if result.data_wait_fraction > INPUT_BOUND_FRACTION:
+            result.diagnosis.append(
+                f"input-bound: {result.data_wait_fraction:.0%} of each step waits for data "
+                f"(over {INPUT_BOUND_FRACTION:.0%}); try more --workers, pinned memory, or "
+                "lighter transforms"
+            )
 
 
 def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
+    """``spec.steps`` measured steps of full size, passing over the data as often as needed.
+
+    A new pass's iterator is created before the clock starts: that start-up is a
+    cost of the epoch, not of the step that happens to follow it.
+    """
     assert spec.steps is not None
     clock = time.perf_counter
-    step_times: list[float] = []
-    waits: list[float] = []
-    batches = trainer.batches()
+    recorder = _StepRecorder(trainer, spec.breakdown)
     last_loss = None
+    iterator = iter(trainer.train_loader)
     trainer.sync()
     start = clock()
     last_notify = start
-    done = 0
-    while done < spec.steps:
-        t0 = clock()
-        batch = next(batches)
-        t1 = clock()
-        last_loss, n = trainer.step(batch)
-        trainer.sync()
-        t2 = clock()
-        if n == spec.batch_size:  # a partial batch is trained but is not a step of this size
-            step_times.append(t2 - t0)
-            waits.append(t1 - t0)
-            done += 1
-        if t2 - last_notify > 0.1 or done == spec.steps:
+    while len(recorder.step_times) < spec.steps:
+        outcome = recorder.run(iterator)
+        if outcome is None:
+            iterator = iter(trainer.train_loader)
+            continue
+        last_loss = outcome[0]
+        now = clock()
+        done = len(recorder.step_times)
+        if now - last_notify > 0.1 or done == spec.steps:
             notify("step", {"done": done, "total": spec.steps})
-            last_notify = t2
+            last_notify = now
     result.total_time_s = clock() - start
+    result.samples_trained = recorder.samples
     result.final_train_loss = float(last_loss) if last_loss is not None else None
-    _summarise_steps(result, spec, step_times, waits)
+    recorder.summarise(result)
+
+
+def _run_validation_steps(trainer: _Trainer, steps: int, result: TrialResult) -> None:
+    """``steps`` forward passes in eval mode without gradients, on batches of the full size.
+
+    They come from the validation set when it holds a full batch, otherwise from the
+    training set: what is measured here is the memory and the survival of a
+    validation step at this batch size, not a validation score.
+    """
+    import torch
+
+    size = trainer.spec.batch_size
+    val = trainer.workload.val_dataset
+    n_val = len(val) if val is not None else 0  # type: ignore[arg-type]
+    if trainer.val_loader is not None and n_val >= size:
+        val_loader = trainer.val_loader
+
+        def validation_batches() -> Iterator[Any]:
+            while True:
+                yield from val_loader
+
+        batches = validation_batches()
+    else:
+        batches = trainer.batches()
+        result.notes.append(
+            f"validation step(s) ran on training batches: the validation set holds {n_val} "
+            f"samples, fewer than the batch size {size}"
+        )
+    trainer.model.eval()
+    try:
+        with torch.no_grad(), trainer.autocast():
+            for _ in range(steps):
+                batch = next(batches)
+                inputs, targets = trainer._inputs(batch)
+                trainer.loss_fn(trainer.model(inputs), targets)
+        trainer.sync()
+    finally:
+        trainer.model.train()
 
 
 def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
@@ -375,8 +721,7 @@ def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify:
     head = (trainer.workload.head or _default_head)(trainer.model)
     total_epochs = spec.freeze_epochs + spec.epochs
     total_steps = total_epochs * trainer.steps_per_epoch
-    step_times: list[float] = []
-    waits: list[float] = []
+    recorder = _StepRecorder(trainer, spec.breakdown)
     done = 0
     trainer.sync()
     start = clock()
@@ -389,24 +734,17 @@ def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify:
         samples = 0
         iterator = iter(trainer.train_loader)
         while True:
-            t0 = clock()
-            try:
-                batch = next(iterator)
-            except StopIteration:
+            outcome = recorder.run(iterator)
+            if outcome is None:
                 break
-            t1 = clock()
-            loss, n = trainer.step(batch)
-            loss_sum += loss * n
-            trainer.sync()
-            t2 = clock()
+            loss, n = outcome
+            loss_sum += loss * n  # stays on the device: no sync inside the timed step
             samples += n
             done += 1
-            if n == spec.batch_size:
-                step_times.append(t2 - t0)
-                waits.append(t1 - t0)
-            if t2 - last_notify > 0.1:
+            now = clock()
+            if now - last_notify > 0.1:
                 notify("step", {"done": done, "total": total_steps})
-                last_notify = t2
+                last_notify = now
         train_loss = float(loss_sum) / samples if samples else None
         val_loss, metrics = trainer.validate()
         trainer.sync()
@@ -431,9 +769,14 @@ def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify:
     result.total_time_s = clock() - start
     if result.epochs:
         result.samples_per_epoch = result.epochs[-1].samples
-    _summarise_steps(result, spec, step_times, waits)
-    if not step_times:
+    result.samples_trained = recorder.samples
+    recorder.summarise(result)
+    if not recorder.step_times:
         result.notes.append(
             f"every step was a partial batch (fewer than {spec.batch_size} samples): "
             "no step-time statistics at this batch size"
         )
+    if spec.target:
+        from .target import apply_target
+
+        apply_target(result, spec.target)

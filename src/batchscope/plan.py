@@ -87,6 +87,17 @@ def parse_devices(text: str, available: list[str]) -> list[str]:
     return devices
 
 
+def check_device_names(text: str) -> None:
+    """Refuse an empty or unknown device name (``tpu``) before anything is loaded.
+
+    Whether a known name is present on this machine is :func:`parse_devices`'s
+    question, answered once the machine has been probed.
+    """
+    names = [raw.strip().lower() for raw in (text or "").split(",")]
+    known = [f"{n}:0" if n in ("cuda", "xpu") else n for n in names if _DEVICE_RE.match(n)]
+    parse_devices(text, known)
+
+
 @dataclass(kw_only=True)
 class TrialSpec:
     """One trial: the full recipe a child process needs, as plain data."""
@@ -105,11 +116,45 @@ class TrialSpec:
     workers: int = 0
     repeat: int = 0
     memory_limit_bytes: int | None = None
+    #: with ``steps``: this many forward passes in eval mode without gradients after
+    #: the training steps, so the peak covers validation too (the batch-size search)
+    validation_steps: int = 0
+    #: synchronise between the phases of a step to split its time (costs time itself)
+    breakdown: bool = False
+    #: seconds between hardware readings during the protocol; 0 turns sampling off
+    sample_interval_s: float = 0.1
+    #: variants (batchscope.variants) and gradient accumulation
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = 1
+    #: learning-rate scaling (batchscope.lr) relative to base_batch_size (effective sizes)
+    lr_scaling: str = "none"
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
+    #: ``METRIC=VALUE`` (``--target``): record when validation first met it (target.py)
+    target: str | None = None
 
     @property
     def key(self) -> str:
-        """Identity of the trial within a run (what ``--resume`` matches on)."""
-        return f"{self.device}|bs={self.batch_size}|r={self.repeat}"
+        """Identity of the trial within a run (what ``--resume`` matches on).
+
+        Non-default variants are appended, so keys of default trials never change.
+        """
+        key = f"{self.device}|bs={self.batch_size}|r={self.repeat}"
+        if self.precision != "fp32":
+            key += f"|{self.precision}"
+        if self.channels_last:
+            key += "|cl"
+        if self.compile:
+            key += "|compile"
+        if self.accumulate > 1:
+            key += f"|acc={self.accumulate}"
+        if self.lr_scaling != "none":
+            key += f"|lr={self.lr_scaling}@{self.base_batch_size}"
+        if self.lr_warmup_steps:
+            key += f"|lrw={self.lr_warmup_steps}"
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +183,18 @@ class Plan:
     workers: int = 0
     repeats: int = 1
     memory_limit_bytes: int | None = None
+    breakdown: bool = False
+    sample_interval_s: float = 0.1
+    target: str | None = None
+    #: variant axes (batchscope.variants): every precision is a further axis of the grid
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = 1
+    lr_scaling: str = "none"
+    #: None: the smallest effective batch size of the plan
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -166,10 +223,46 @@ class Plan:
             raise UsageError(f"--threads {self.threads} must be at least 1")
         if self.workers < 0:
             raise UsageError(f"--workers {self.workers} must be at least 0")
+        if self.sample_interval_s < 0:
+            raise UsageError(
+                f"--sample-interval {self.sample_interval_s:g} must be 0 (off) or more seconds"
+            )
         if self.repeats < 1:
             raise UsageError(f"--repeats {self.repeats} must be at least 1")
+        if self.target is not None:
+            from .target import parse_target
+
+            parse_target(self.target)
+            if self.epochs is None:
+                raise UsageError(
+                    "--target needs --epochs: the metric is measured by validating after "
+                    "each epoch"
+                )
+        self._validate_variants()
         if self.steps is None and self.epochs is None:
             self.steps = 20
+
+    def _validate_variants(self) -> None:
+        from .lr import check_lr_scaling
+        from .variants import parse_precisions
+
+        self.precisions = parse_precisions(self.precisions)
+        if isinstance(self.accumulate, bool) or self.accumulate < 1:
+            raise UsageError(f"--accumulate {self.accumulate} must be at least 1 (1: off)")
+        if self.accumulate > 1 and self.breakdown:
+            raise UsageError("--breakdown cannot split accumulated steps yet: drop one of them")
+        self.lr_scaling = check_lr_scaling(self.lr_scaling)
+        if self.base_batch_size is not None and self.base_batch_size < 1:
+            raise UsageError(f"--base-batch-size {self.base_batch_size} must be at least 1")
+        if self.lr_warmup_steps < 0:
+            raise UsageError(f"--lr-warmup-steps {self.lr_warmup_steps} must be at least 0")
+        if self.compile and self.warmup < 1:
+            raise UsageError(
+                "--compile needs --warmup 1 or more: compilation happens in the first "
+                "warm-up step, which is timed apart from the measured steps"
+            )
+        if self.base_batch_size is None:
+            self.base_batch_size = min(self.batch_sizes) * self.accumulate
 
     def trials(self) -> list[TrialSpec]:
         """The grid in run order: device by device, batch sizes ascending, repeats interleaved.
@@ -197,9 +290,29 @@ class Plan:
                             workers=self.workers,
                             repeat=repeat,
                             memory_limit_bytes=self.memory_limit_bytes,
+                            breakdown=self.breakdown,
+                            sample_interval_s=self.sample_interval_s,
+                            target=self.target,
                         )
                     )
-        return specs
+        return self._with_variants(specs)
+
+    def _with_variants(self, specs: list[TrialSpec]) -> list[TrialSpec]:
+        """Each trial once per precision, side by side (drift spreads over the variants too)."""
+        return [
+            dataclasses.replace(
+                spec,
+                precision=precision,
+                channels_last=self.channels_last,
+                compile=self.compile,
+                accumulate=self.accumulate,
+                lr_scaling=self.lr_scaling,
+                base_batch_size=self.base_batch_size,
+                lr_warmup_steps=self.lr_warmup_steps,
+            )
+            for spec in specs
+            for precision in self.precisions
+        ]
 
     def settings(self) -> dict[str, Any]:
         """The protocol as recorded with the run."""

@@ -19,6 +19,24 @@ from rich.progress import (
 
 from .results import TrialResult
 from .units import format_bytes, format_seconds
+from .variants import variant_label
+
+
+def live_text(reading: dict[str, Any]) -> str:
+    """'cpu 190% · 1.2 GiB · gpu 87% 3.1 GiB 150 W': the current sampler reading."""
+    parts = []
+    if reading.get("cpu_percent") is not None:
+        parts.append(f"cpu {reading['cpu_percent']:.0f}%")
+    if reading.get("rss_bytes") is not None:
+        parts.append(format_bytes(reading["rss_bytes"]))
+    if reading.get("gpu_percent") is not None:
+        gpu = f"gpu {reading['gpu_percent']:.0f}%"
+        if reading.get("gpu_memory_bytes") is not None:
+            gpu += f" {format_bytes(reading['gpu_memory_bytes'])}"
+        if reading.get("power_w") is not None:
+            gpu += f" {reading['power_w']:.0f} W"
+        parts.append(gpu)
+    return "[dim]" + " · ".join(parts) + "[/]" if parts else ""
 
 
 def trial_verdict(trial: TrialResult) -> str:
@@ -80,8 +98,14 @@ class SweepDisplay:
             label = (
                 f"[{payload['index'] + 1}/{payload['total']}] {spec.device} bs={spec.batch_size}"
             )
+            variant = variant_label(
+                spec.precision, spec.channels_last, spec.compile, spec.accumulate
+            )
+            if variant:
+                label += f" {variant}"
             self.current = self.progress.add_task(f"{label} starting", total=None)
             self._label = label
+            self._live = ""
         elif kind == "trial_progress" and self.current is not None:
             event = payload["event"]
             if event == "warmup":
@@ -91,15 +115,21 @@ class SweepDisplay:
                     total=payload["total"],
                     completed=payload["done"],
                 )
+            elif event == "sample":
+                self._live = live_text(payload)
+                self.progress.update(self.current, description=f"{self._label} {self._live}")
             elif event in ("step", "epoch"):
                 total = payload.get("total_steps", payload.get("total"))
                 self.progress.update(
                     self.current,
-                    description=f"{self._label} steps",
+                    description=f"{self._label} {getattr(self, '_live', '')}".rstrip(),
                     total=total,
                     completed=payload["done"],
                 )
         elif kind == "trial_done":
             if self.overall is not None:
                 self.progress.advance(self.overall)
-            self.console.print(trial_verdict(payload["trial"]), highlight=False)
+            trial = payload["trial"]
+            self.console.print(trial_verdict(trial), highlight=False)
+            for finding in trial.diagnosis:
+                self.console.print(f"  [yellow]{finding}[/]", highlight=False)

@@ -101,11 +101,50 @@ class TrialResult:
     peak_memory_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    #: samples trained in the measured protocol (partial batches included)
+    samples_trained: int | None = None
+    #: mean seconds per step in each phase: data_wait + compute, or with --breakdown
+    #: data_wait, h2d, forward, backward, optimizer
+    time_split_s: dict[str, float] = field(default_factory=dict)
+    #: the same as fractions of the step time
+    time_split: dict[str, float] = field(default_factory=dict)
+    #: plain-language findings about this trial (e.g. input-bound)
+    diagnosis: list[str] = field(default_factory=list)
+    #: the hardware sampler's summary over the measured protocol (monitor.HardwareSummary)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    #: mean/max utilisation in percent: cpu_process (of one core), gpu
+    utilization: dict[str, float | None] = field(default_factory=dict)
+    power_w_mean: float | None = None
+    energy_j: float | None = None
+    energy_per_sample_j: float | None = None
+    energy_per_1000_samples_j: float | None = None
+    energy_per_epoch_j: float | None = None
+    #: downsampled sampler readings (t_s from the protocol's start) and that start (Unix s)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline_start_unix: float | None = None
     threads: int | None = None
     seed: int | None = None
     drop_last: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: with --target: {metric, value, lower_is_better, reached, epoch, time_s, samples,
+    #: reported, best} — when the validation metric first met the target (target.py)
+    target: dict[str, Any] | None = None
+    #: variants (batchscope.variants): autocast precision, channels-last, torch.compile
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    #: with --compile: first warm-up step minus the median of the other warm-up steps
+    compile_time_s: float | None = None
+    #: micro-batches per optimizer step; a "step" is one optimizer step of all of them
+    accumulate: int = 1
+    #: batch_size × accumulate: the samples behind each optimizer step
+    effective_batch_size: int | None = None
+    #: the learning rate the optimizer ran with after scaling (first param group)
+    lr: float | None = None
+    lr_scaling: str = "none"
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
 
     @property
     def ok(self) -> bool:
@@ -115,7 +154,7 @@ class TrialResult:
     def time_per_sample_s(self) -> float | None:
         if self.step_time_s is None:
             return None
-        return self.step_time_s.median / self.batch_size
+        return self.step_time_s.median / (self.effective_batch_size or self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,8 +15,8 @@ from .errors import StoreError, UsageError
 from .plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
 from .results import RunResult, TrialResult
 from .runner import (
-    CPU_CHILD_ENV,
     check_isolation,
+    cpu_child_env,
     probe_in_process,
     probe_isolated,
     run_in_process,
@@ -78,15 +78,21 @@ def _now() -> str:
 
 
 def _check_memory_limit(plan: Plan, found: Probe) -> None:
-    limit = plan.memory_limit_bytes
+    check_memory_limit(plan.memory_limit_bytes, found.workload)
+
+
+def check_memory_limit(
+    limit: int | None, workload: dict[str, Any], *, what: str = "--memory-limit"
+) -> None:
+    """Refuse a memory limit below what the model's weights and gradients alone need."""
     if not limit:
         return
     # weights + gradients are the least any training step holds
-    needed = 2 * int(found.workload.get("parameter_bytes") or 0)
+    needed = 2 * int(workload.get("parameter_bytes") or 0)
     if limit < needed:
         raise UsageError(
-            f"--memory-limit {format_bytes(limit)} is below the {format_bytes(needed)} that "
-            f"{found.workload['name']}'s weights and gradients alone need"
+            f"{what} {format_bytes(limit)} is below the {format_bytes(needed)} that "
+            f"{workload['name']}'s weights and gradients alone need"
         )
 
 
@@ -125,15 +131,22 @@ def run_sweep(
             found = Probe(describe_workload(plan.workload, workload), envinfo.collect())
         else:
             found = probe(plan.workload, plan.workload_options, isolation=isolation, debug=debug)
+    _check_memory_limit(plan, found)  # before anything is shown: an error stays one line
+    if plan.accumulate > 1 and found.workload.get("has_batchnorm"):
+        note = (
+            f"{found.workload.get('name')} has batch normalisation: with --accumulate "
+            f"{plan.accumulate} its statistics come from micro-batches, so accumulated training "
+            "is not the same as the large batch (the timing comparison still holds)"
+        )
+        found.workload["notes"] = [*found.workload.get("notes", []), note]
     notify("probe", {"workload": found.workload, "environment": found.environment})
-    _check_memory_limit(plan, found)
 
     specs = plan.trials()
     settings = plan.settings()
     settings["isolation"] = isolation
     settings["trial_timeout_s"] = trial_timeout_s
     if isolation == "process":
-        settings["child_env_cpu"] = dict(CPU_CHILD_ENV)
+        settings["child_env_cpu"] = cpu_child_env(plan.memory_limit_bytes)
     done_keys: set[str] = set()
     if resume is not None:
         if store is None:

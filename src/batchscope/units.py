@@ -71,8 +71,8 @@ def format_with_spread(value: float, spread: float, unit_scale: float = 1.0) -> 
     """'12.3 ± 0.4': the value rounded to the precision its spread supports."""
     value *= unit_scale
     spread *= unit_scale
-    if spread <= 0 or not math.isfinite(spread):
-        return f"{value:.4g}"
+    if spread <= 0 or not math.isfinite(spread):  # no spread (n=1): 4 significant figures
+        return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
     # two significant figures of the spread decide the decimals of both numbers
     decimals = max(0, 1 - int(math.floor(math.log10(spread))))
     return f"{value:.{decimals}f} ± {spread:.{decimals}f}"

@@ -57,24 +57,26 @@ def watch_command(
         raise UsageError(f"command {argv[0]!r} not found (is it on PATH?)")
     start = time.monotonic()
     proc = subprocess.Popen(list(argv))
-    sampler = Sampler(default_sources(proc.pid, gpus=gpus), interval_s, on_sample=on_sample)
-    sampler.start()
+    sampler: Sampler | None = None
     interrupted = False
-    try:
+    try:  # from here on a Ctrl-C, however early, still ends in a full recording
+        sampler = Sampler(default_sources(proc.pid, gpus=gpus), interval_s, on_sample=on_sample)
+        sampler.start()
         returncode = proc.wait()
     except KeyboardInterrupt:
         interrupted = True
         returncode = _stop(proc)
     finally:
-        samples = sampler.stop()
+        samples = sampler.stop() if sampler is not None else []
+    unavailable = sampler.unavailable if sampler is not None else {}
     return WatchResult(
         command=list(argv),
         returncode=returncode,
         duration_s=time.monotonic() - start,
         samples=samples,
-        summary=summarise(samples, unavailable=sampler.unavailable),
+        summary=summarise(samples, unavailable=unavailable),
         interrupted=interrupted,
-        unavailable=sampler.unavailable,
+        unavailable=unavailable,
     )
 
 

@@ -10,9 +10,6 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..results import RunResult
-from ..units import format_bytes
-from .rows import device_rows, headers
-from .terminal import speedup_lines
 
 CSV_FIELDS = (
     "run_id",
@@ -38,6 +35,15 @@ CSV_FIELDS = (
     "threads",
     "seed",
     "error",
+    # variants, accumulation and learning rate (batchscope.variants, batchscope.lr)
+    "precision",
+    "channels_last",
+    "compile",
+    "compile_time_s",
+    "accumulate",
+    "effective_batch_size",
+    "lr",
+    "lr_scaling",
 )
 
 
@@ -96,56 +102,17 @@ def to_csv(run: RunResult) -> str:
                 "threads": t.threads,
                 "seed": t.seed,
                 "error": t.error,
+                **{k: getattr(t, k) for k in CSV_FIELDS[CSV_FIELDS.index("precision") :]},
             }
         )
     return buffer.getvalue()
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def to_markdown(run: RunResult) -> str:
-    env = run.environment
-    lines = [
-        f"# batchscope run {run.run_id}: {_md_escape(str(run.workload.get('name')))}",
-        "",
-        f"- Created: {run.created}",
-        f"- Workload: {_md_escape(str(run.workload.get('description', '')))}",
-        f"- Machine: {_md_escape(str(env.get('cpu_model')))}, "
-        f"{env.get('cpu_cores_logical')} logical cores, {format_bytes(env.get('memory_bytes'))} "
-        f"memory, {env.get('os')}",
-        f"- Software: Python {env.get('python')}, torch {env.get('torch')}, "
-        f"CUDA {env.get('cuda_build') or '–'}",
-    ]
-    for gpu in env.get("gpus", []):
-        lines.append(f"- GPU {gpu['index']}: {gpu['name']}, {format_bytes(gpu['memory_bytes'])}")
-    protocol = run.settings
-    if protocol.get("epochs") is not None:
-        what = f"{protocol.get('freeze_epochs', 0)} frozen + {protocol['epochs']} epochs"
-    else:
-        what = f"{protocol.get('steps')} measured steps"
-    lines.append(
-        f"- Protocol: {what} after {protocol.get('warmup')} warm-up steps, "
-        f"{protocol.get('threads')} threads, seed {protocol.get('seed')}"
-    )
-    for note in run.workload.get("notes", []):
-        lines.append(f"- Note: {_md_escape(note)}")
-    for device in run.devices:
-        cols = headers(run)
-        lines += [
-            "",
-            f"## {device}",
-            "",
-            "| " + " | ".join(cols) + " |",
-            "|" + "|".join("---:" for _ in cols[:-1]) + "|:---|",
-        ]
-        for row in device_rows(run, device):
-            lines.append("| " + " | ".join(_md_escape(v) for v in vars(row).values()) + " |")
-    speedups = speedup_lines(run)
-    if speedups:
-        lines += ["", "## Speedups", ""] + [f"- {s}" for s in speedups]
-    return "\n".join(lines) + "\n"
+    """The full Markdown report (see :mod:`.markdown`), without the plots: one file."""
+    from .markdown import to_markdown as full_report
+
+    return full_report(run)
 
 
 def write_exports(

@@ -21,6 +21,11 @@ def speedup_lines(run: RunResult) -> list[str]:
 
 
 def render_run(run: RunResult) -> Group:
+    from ..explain import analyse_run, speedup_text, summary_lines
+    from ..variants import series_view
+
+    run = series_view(run)  # one table per (device, variant): "cpu bf16"
+    analysis = analyse_run(run)
     parts: list[Table | Text] = []
     workload = run.workload.get("name", "?")
     for device in run.devices:
@@ -31,8 +36,13 @@ def render_run(run: RunResult) -> Group:
             style = None if row.status == "ok" else "red"
             table.add_row(*vars(row).values(), style=style)
         parts.append(table)
-    for line in speedup_lines(run):
-        parts.append(Text(line))
+        found = analysis.device(device)
+        if found is not None:
+            parts += [Text(line) for line in summary_lines(found)]
+            parts += [Text(f"warning: {w}", style="yellow") for w in found.warnings]
+    # per batch size (repeats merged), then best against best
+    for s in analysis.speedups + analysis.best_vs_best:
+        parts.append(Text(speedup_text(s)))
     return Group(*parts)
 
 
