@@ -436,6 +436,9 @@ def find_max_batch_size(
             threads=threads,
             seed=seed,
             validation_steps=1,
+            # no hardware sampler: its thread and readings would only add noise to the
+            # one figure an attempt is for, its peak memory
+            sample_interval_s=0.0,
             # on the CPU the runner judges the peak against the limit (and caps the
             # child's address space well above it); on a GPU the device itself decides
             memory_limit_bytes=limit if device == "cpu" else None,
