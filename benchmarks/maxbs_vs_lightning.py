@@ -69,11 +69,13 @@ def _lightning_setup(images: int, image_size: int, batch_size: int, threads: int
             self.model = workload.model()
             self.loss = nn.CrossEntropyLoss()
             self.val_batches = 0
+            self.train_batches = 0
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model(x)
 
         def training_step(self, batch: Any, _: int) -> torch.Tensor:
+            self.train_batches += 1
             x, y = batch
             return self.loss(self(x), y)
 
@@ -128,7 +130,9 @@ def lightning_child(args: argparse.Namespace) -> dict[str, Any]:
     original = bss._try_loop_run
 
     def counted(trainer_: Any, params: Any) -> None:  # records each attempt, changes nothing
-        size = trainer_.lightning_module.batch_size
+        module = trainer_.lightning_module
+        size = module.batch_size
+        steps, vals = module.train_batches, module.val_batches
         start = time.perf_counter()
         try:
             original(trainer_, params)
@@ -139,11 +143,19 @@ def lightning_child(args: argparse.Namespace) -> dict[str, Any]:
                     "outcome": "oom" if bss.is_oom_error(exc) else type(exc).__name__,
                     "error": str(exc).splitlines()[0][:200] if str(exc) else "",
                     "seconds": time.perf_counter() - start,
+                    "training_steps": module.train_batches - steps,
+                    "validation_batches": module.val_batches - vals,
                 }
             )
             raise
         attempts.append(
-            {"batch_size": size, "outcome": "ok", "seconds": time.perf_counter() - start}
+            {
+                "batch_size": size,
+                "outcome": "ok",
+                "seconds": time.perf_counter() - start,
+                "training_steps": module.train_batches - steps,
+                "validation_batches": module.val_batches - vals,
+            }
         )
 
     bss._try_loop_run = counted
@@ -190,7 +202,7 @@ def lightning_check_child(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         trainer.fit(model)
-        outcome = "ok"
+        outcome = f"ok ({model.train_batches} training steps, {model.val_batches} validation)"
     except BaseException as exc:
         outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     return {"outcome": outcome, "seconds": time.perf_counter() - start}
