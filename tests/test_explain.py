@@ -257,6 +257,15 @@ def test_analysis_of_an_empty_or_all_failed_run() -> None:
     assert any("ended with status 'crashed'" in c for c in d.causes)
 
 
+def test_a_batch_larger_than_the_epoch_is_explained_not_called_a_failure() -> None:
+    whole = trial(256, 1.0, samples_per_epoch=128)
+    whole.step_time_s = None  # trained one partial batch of 128: no full-size step
+    d = analyse_run(run_of(sweep_trials()[:2] + [whole])).devices[0]
+    text = "\n".join(d.causes)
+    assert "b=256 ran, but no step had a full batch of 256 (an epoch holds 128 samples)" in text
+    assert "ended with status" not in text
+
+
 def test_to_dict_is_json_without_nan() -> None:
     a = analyse_run(run_of(sweep_trials() + [trial(64, 0.02, device="cuda")]))
     data = json.loads(json.dumps(a.to_dict(), allow_nan=False))

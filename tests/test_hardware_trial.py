@@ -44,8 +44,15 @@ def _workload(dataset: Dataset) -> Workload:  # type: ignore[type-arg]
 
 
 def _spec(**kw: object) -> TrialSpec:
-    base = dict(workload="tiny", workload_options={}, device="cpu", batch_size=8, steps=6,
-                warmup=1, threads=1)
+    base = dict(
+        workload="tiny",
+        workload_options={},
+        device="cpu",
+        batch_size=8,
+        steps=6,
+        warmup=1,
+        threads=1,
+    )
     base.update(kw)
     return TrialSpec(**base)  # type: ignore[arg-type]
 
@@ -59,8 +66,9 @@ def test_slow_dataset_is_diagnosed_input_bound() -> None:
 
 
 def test_breakdown_splits_the_step_into_phases_that_add_up() -> None:
-    result = run_trial(_spec(workload="simplecnn", batch_size=32, steps=5, breakdown=True,
-                             threads=None), None)
+    result = run_trial(
+        _spec(workload="simplecnn", batch_size=32, steps=5, breakdown=True, threads=None), None
+    )
     assert set(result.time_split) == {"data_wait", *PHASES}
     assert sum(result.time_split.values()) == pytest.approx(1.0, abs=0.02)
     assert result.time_split["backward"] > 0 and result.time_split["forward"] > 0
@@ -76,13 +84,16 @@ def test_without_breakdown_the_split_is_wait_and_compute() -> None:
 
 
 def test_sampler_records_utilisation_and_a_timeline() -> None:
-    result = run_trial(_spec(workload="simplecnn", batch_size=64, steps=15, threads=None,
-                             sample_interval_s=0.05))
+    result = run_trial(
+        _spec(workload="simplecnn", batch_size=64, steps=15, threads=None, sample_interval_s=0.05)
+    )
     util = result.utilization["cpu_process_percent_mean"]
     assert util is not None and util > 20  # training keeps at least part of a core busy
     assert result.timeline and result.timeline_start_unix is not None
     assert result.timeline[-1]["t_s"] > result.timeline[0]["t_s"]
     assert result.hardware["n_samples"] >= 2
+    # the sampler reports its own cost: some CPU, far less than the core it watches
+    assert result.sampler_cpu_fraction is not None and 0 < result.sampler_cpu_fraction < 0.5
     if result.energy_j is None:  # no RAPL/NVML here: said, not guessed
         assert result.hardware["unavailable"]
     else:
@@ -92,16 +103,24 @@ def test_sampler_records_utilisation_and_a_timeline() -> None:
 def test_sampler_off() -> None:
     result = run_trial(_spec(workload="simplecnn", steps=2, threads=None, sample_interval_s=0))
     assert result.timeline == [] and result.hardware == {} and result.energy_j is None
+    assert result.sampler_cpu_fraction is None
 
 
 def test_hardware_plots_for_a_run() -> None:
     trials = [
-        run_trial(_spec(workload="simplecnn", batch_size=b, steps=4, threads=None,
-                        sample_interval_s=0.05))
+        run_trial(
+            _spec(workload="simplecnn", batch_size=b, steps=4, threads=None, sample_interval_s=0.05)
+        )
         for b in (16, 64)
     ]
-    run = RunResult(run_id="r", created="now", workload={"name": "simplecnn"},
-                    settings={}, environment={}, trials=trials)
+    run = RunResult(
+        run_id="r",
+        created="now",
+        workload={"name": "simplecnn"},
+        settings={},
+        environment={},
+        trials=trials,
+    )
     rows, marks = run_timeline_rows(run)
     assert [label for _, label in marks] == ["bs=16", "bs=64"]
     assert marks[1][0] > marks[0][0]

@@ -598,8 +598,9 @@ def demo(
         what = (
             "demo: ResNet-18 on 160 built-in 192×192 photos (128 train / 32 validation), "
             "1 epoch, warm-up 1 step — reduced from the seed's 600 images and fine_tune(3) "
-            "to finish in about 2 minutes on a 2-core CPU; 'batchscope demo --full' runs "
-            "the seed's protocol"
+            "to finish in about 2 minutes on a 2-core CPU (b=128 times one step, b=256 "
+            "only the epoch: it is larger than the 128 training images); "
+            "'batchscope demo --full' runs the seed's protocol"
         )
     protocol = dict(
         steps=None,

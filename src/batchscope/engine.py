@@ -467,13 +467,16 @@ def _start_sampler(spec: TrialSpec, device: torch.device, notify: Progress) -> S
             return
         last[0] = sample.t_s
         gpu = sample.gpus[0] if sample.gpus else None
-        notify("sample", {
-            "cpu_percent": sample.cpu_process_percent,
-            "rss_bytes": sample.rss_bytes,
-            "gpu_percent": gpu.utilization_percent if gpu else None,
-            "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
-            "power_w": gpu.power_w if gpu else None,
-        })
+        notify(
+            "sample",
+            {
+                "cpu_percent": sample.cpu_process_percent,
+                "rss_bytes": sample.rss_bytes,
+                "gpu_percent": gpu.utilization_percent if gpu else None,
+                "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
+                "power_w": gpu.power_w if gpu else None,
+            },
+        )
 
     return Sampler(sources, spec.sample_interval_s, on_sample=live).start()
 
@@ -502,6 +505,7 @@ def _record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample
     stride = max(1, math.ceil(len(rows) / TIMELINE_POINTS))
     result.timeline = rows[::stride]
     result.timeline_start_unix = time.time() - sampler.now()
+    result.sampler_cpu_fraction = sampler.cpu_fraction()
 
 
 def _reset_peak_rss() -> int:

@@ -222,10 +222,14 @@ def device_points(run: RunResult, device: str) -> tuple[list[Point], dict[int, s
                 bad[t.status] = bad.get(t.status, 0) + 1
         if not good:
             first_bad = next((t for t in trials if not t.ok), None)
-            failed[b] = first_bad.status if first_bad else "no step times"
+            failed[b] = first_bad.status if first_bad else NO_STEP_TIMES
             continue
         points.append(_point(good, bad))
     return points, failed
+
+
+#: the 'status' of a batch size whose trials finished but timed no full-size step
+NO_STEP_TIMES = "no step times"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -491,6 +495,16 @@ def measured_causes(
             larger = ok_sizes and min(sizes) > max(ok_sizes)
             where = ", every size above the largest that ran" if larger else ""
             causes.append(f"{names} ran out of memory (oom){where}")
+        elif status == NO_STEP_TIMES:
+            for b in sizes:
+                epoch = next(
+                    (t.samples_per_epoch for t in trials if t.batch_size == b and t.ok), None
+                )
+                held = f" (an epoch holds {epoch} samples)" if epoch is not None else ""
+                causes.append(
+                    f"b={b} ran, but no step had a full batch of {b}{held}: it has no step "
+                    "times, only the protocol's time; use more data or --steps for them"
+                )
         else:
             errors = [
                 t.error for t in trials if t.batch_size in sizes and t.status == status and t.error

@@ -298,6 +298,8 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
+        #: CPU seconds the sampling thread itself spent reading sources: its own cost
+        self.cpu_time_s = 0.0
 
     @property
     def unavailable(self) -> dict[str, str]:
@@ -308,6 +310,11 @@ class Sampler:
 
     def now(self) -> float:
         return time.monotonic() - self._t0
+
+    def cpu_fraction(self) -> float | None:
+        """The sampler's own CPU time as a fraction of one core over its run so far."""
+        elapsed = self.now()
+        return self.cpu_time_s / elapsed if elapsed > 0 else None
 
     def mark(self, label: str) -> None:
         self.marks.append((self.now(), label))
@@ -324,7 +331,9 @@ class Sampler:
     def _loop(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
+            before = time.thread_time()
             self.sample_once()
+            self.cpu_time_s += time.thread_time() - before
             next_t += self.interval_s
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 

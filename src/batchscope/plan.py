@@ -235,8 +235,7 @@ class Plan:
             parse_target(self.target)
             if self.epochs is None:
                 raise UsageError(
-                    "--target needs --epochs: the metric is measured by validating after "
-                    "each epoch"
+                    "--target needs --epochs: the metric is measured by validating after each epoch"
                 )
         self._validate_variants()
         if self.steps is None and self.epochs is None:

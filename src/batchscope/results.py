@@ -119,6 +119,8 @@ class TrialResult:
     energy_per_sample_j: float | None = None
     energy_per_1000_samples_j: float | None = None
     energy_per_epoch_j: float | None = None
+    #: CPU time of the hardware sampler's thread ÷ the protocol's wall time (of one core)
+    sampler_cpu_fraction: float | None = None
     #: downsampled sampler readings (t_s from the protocol's start) and that start (Unix s)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     timeline_start_unix: float | None = None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..explain import NO_STEP_TIMES
 from ..units import format_bytes
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def _mark_failures(ax: Axes, devices: Sequence[DeviceAnalysis]) -> bool:
             ax.text(
                 b,
                 0.035 + 0.05 * i,
-                _safe(status),
+                _safe("batch > data" if status == NO_STEP_TIMES else status),
                 transform=trans,
                 ha="center",
                 va="bottom",
@@ -182,7 +183,7 @@ def _failure_handle() -> Any:
         markeredgewidth=2.5,
         color="#555555",
         linestyle="none",
-        label="failed batch size (status)",
+        label="batch size without step times (why)",
     )
 
 

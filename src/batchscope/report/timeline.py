@@ -61,8 +61,14 @@ def timeline_figure(
     from matplotlib.figure import Figure
 
     cores = cpu_cores or os.cpu_count() or 1
-    gpu_indices = sorted({int(k[3:].split("_")[0]) for r in rows for k in r
-                          if k.startswith("gpu") and k.endswith("_utilization_percent")})
+    gpu_indices = sorted(
+        {
+            int(k[3:].split("_")[0])
+            for r in rows
+            for k in r
+            if k.startswith("gpu") and k.endswith("_utilization_percent")
+        }
+    )
     has_power = any(r.get(f"gpu{i}_power_w") is not None for r in rows for i in gpu_indices)
     n_axes = 3 if has_power else 2
     fig = Figure(figsize=(9, 2.3 * n_axes + 0.7))
@@ -73,24 +79,36 @@ def timeline_figure(
     def series(key: str, scale: float = 1.0) -> list[float | None]:
         return [None if r.get(key) is None else float(r[key]) * scale for r in rows]
 
-    ax_util.plot(t, series("cpu_process_percent", 1.0 / cores), color="tab:blue",
-                 label=f"CPU (process, % of {cores} cores)")
+    ax_util.plot(
+        t,
+        series("cpu_process_percent", 1.0 / cores),
+        color="tab:blue",
+        label=f"CPU (process, % of {cores} cores)",
+    )
     for i in gpu_indices:
-        ax_util.plot(t, series(f"gpu{i}_utilization_percent"), color=f"C{i + 1}",
-                     label=f"GPU {i} utilisation")
+        ax_util.plot(
+            t,
+            series(f"gpu{i}_utilization_percent"),
+            color=f"C{i + 1}",
+            label=f"GPU {i} utilisation",
+        )
     ax_util.set_ylabel("Utilisation (%)")
     ax_util.set_ylim(0, 105)
-    ax_mem.plot(t, series("rss_bytes", 1 / GIB), color="tab:blue",
-                label="Resident memory (process tree)")
+    ax_mem.plot(
+        t, series("rss_bytes", 1 / GIB), color="tab:blue", label="Resident memory (process tree)"
+    )
     for i in gpu_indices:
-        ax_mem.plot(t, series(f"gpu{i}_memory_used_bytes", 1 / GIB), color=f"C{i + 1}",
-                    label=f"GPU {i} memory used")
+        ax_mem.plot(
+            t,
+            series(f"gpu{i}_memory_used_bytes", 1 / GIB),
+            color=f"C{i + 1}",
+            label=f"GPU {i} memory used",
+        )
     ax_mem.set_ylabel("Memory (GiB)")
     ax_mem.set_ylim(bottom=0)
     if has_power:
         for i in gpu_indices:
-            axes[2].plot(t, series(f"gpu{i}_power_w"), color=f"C{i + 1}",
-                         label=f"GPU {i} power")
+            axes[2].plot(t, series(f"gpu{i}_power_w"), color=f"C{i + 1}", label=f"GPU {i} power")
         axes[2].set_ylabel("Power (W)")
         axes[2].set_ylim(bottom=0)
     for ax in axes:
@@ -99,8 +117,15 @@ def timeline_figure(
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
     for when, label in marks:
-        ax_util.annotate(label, (when, 103), fontsize="x-small", rotation=90, va="top",
-                         ha="right", color="dimgrey")
+        ax_util.annotate(
+            label,
+            (when, 103),
+            fontsize="x-small",
+            rotation=90,
+            va="top",
+            ha="right",
+            color="dimgrey",
+        )
     axes[-1].set_xlabel("Time (s)")
     fig.suptitle(title)
     fig.tight_layout()
@@ -116,8 +141,7 @@ def timeline_png(
     cpu_cores: int | None = None,
 ) -> Path:
     """Write the timeline of one sampler's readings to ``path`` (used by ``watch``)."""
-    fig = timeline_figure(samples_to_rows(samples), marks=marks, title=title,
-                          cpu_cores=cpu_cores)
+    fig = timeline_figure(samples_to_rows(samples), marks=marks, title=title, cpu_cores=cpu_cores)
     out = Path(path)
     out.write_bytes(_png(fig))
     return out
@@ -156,8 +180,12 @@ def run_timeline_png(run: RunResult) -> bytes | None:
     if not rows:
         return None
     cores = run.settings.get("threads") and run.environment.get("cpu_cores_logical")
-    fig = timeline_figure(rows, marks=marks, cpu_cores=cores or None,
-                          title=f"{run.workload.get('name', '')}: hardware during each trial")
+    fig = timeline_figure(
+        rows,
+        marks=marks,
+        cpu_cores=cores or None,
+        title=f"{run.workload.get('name', '')}: hardware during each trial",
+    )
     return _png(fig)
 
 
@@ -182,14 +210,25 @@ def step_split_png(run: RunResult) -> bytes | None:
         bottom = [0.0] * len(mine)
         for phase in phases:
             heights = [1e3 * t.time_split_s.get(phase, 0.0) / t.batch_size for t in mine]
-            ax.bar(labels, heights, bottom=bottom, label=phase.replace("_", " "),
-                   color=PHASE_COLOURS.get(phase))
+            ax.bar(
+                labels,
+                heights,
+                bottom=bottom,
+                label=phase.replace("_", " "),
+                color=PHASE_COLOURS.get(phase),
+            )
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         for x, t in enumerate(mine):
             wait = t.time_split.get("data_wait")
             if wait is not None and wait > 0.2:
-                ax.annotate(f"input-bound\n{wait:.0%} wait", (x, bottom[x]), ha="center",
-                            va="bottom", fontsize="x-small", color="tab:red")
+                ax.annotate(
+                    f"input-bound\n{wait:.0%} wait",
+                    (x, bottom[x]),
+                    ha="center",
+                    va="bottom",
+                    fontsize="x-small",
+                    color="tab:red",
+                )
         ax.set_title(device)
         ax.set_xlabel("Batch size")
         ax.grid(axis="y", alpha=0.3)
