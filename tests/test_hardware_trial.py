@@ -11,10 +11,11 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from batchscope.engine import PHASES, run_trial
+from batchscope.engine import run_trial
 from batchscope.plan import TrialSpec
 from batchscope.report.timeline import render_hardware_plots, run_timeline_rows
 from batchscope.results import RunResult
+from batchscope.step_summary import PHASES
 from batchscope.workloads import Workload
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "fit_time_model",
     "goodput",
     "load_workload",
+    "measure",
     "parse_batch_sizes",
     "run_sweep",
     "sweep",
@@ -70,6 +71,7 @@ _LAZY = {
     "NoiseEstimate": "batchscope.noise",
     "estimate_noise_scale": "batchscope.noise",
     "goodput": "batchscope.noise",
+    "measure": "batchscope.integrations.measure",
 }
 
 

@@ -30,7 +30,10 @@ def main(argv: list[str]) -> int:
 
     try:
         if request["kind"] == "probe":
-            emit("probe", runner.probe_in_process(request["workload"], request["options"]))
+            probed = runner.probe_in_process(
+                request["workload"], request["options"], request.get("framework", "torch")
+            )
+            emit("probe", probed)
         else:
             from .plan import TrialSpec
 

@@ -131,7 +131,15 @@ def _main(
 
 @app.command(epilog=SWEEP_EPILOG)
 def sweep(
-    workload: WorkloadArg,
+    workload: Annotated[
+        str | None,
+        typer.Argument(
+            help="A built-in name (see 'batchscope workloads'), 'module:function' or "
+            "'path/to/file.py:function' returning a batchscope.Workload. Omit it with "
+            "--fastai or --keras.",
+            show_default=False,
+        ),
+    ] = None,
     batch_sizes: Annotated[
         str,
         typer.Option(
@@ -178,11 +186,15 @@ def sweep(
         ),
     ] = 0,
     warmup: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--warmup", help="Untimed warm-up steps per trial; the model is restored afterwards."
+            "--warmup",
+            help="Untimed warm-up steps per trial; the model is restored afterwards "
+            "[default: 3; with --fastai/--keras 1: their first steps are trained as part "
+            "of the protocol and only left out of the step statistics].",
+            show_default=False,
         ),
-    ] = 3,
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -358,8 +370,42 @@ def sweep(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Write no report folder at the end.")
     ] = False,
+    fastai_entry: Annotated[
+        str | None,
+        typer.Option(
+            "--fastai",
+            help="Sweep your fastai Learner: 'module:make_learner' or 'file.py:make_learner', "
+            "where make_learner(bs) returns a Learner whose DataLoaders use batch size bs. "
+            "Each trial runs --fit (needs 'pip install batchscope[fastai]').",
+            show_default=False,
+        ),
+    ] = None,
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            "--fit",
+            help="With --fastai: the protocol each trial runs, e.g. 'fine_tune(3)', "
+            "'fit_one_cycle(3)', 'fit(2, lr=1e-3)' [default: fine_tune(1)].",
+            show_default=False,
+        ),
+    ] = None,
+    keras_entry: Annotated[
+        str | None,
+        typer.Option(
+            "--keras",
+            help="Sweep your Keras 3 model on the PyTorch backend: 'module:make_model', where "
+            "make_model() returns a compiled model and the module holds x_train, y_train "
+            "(or load_data()); each trial runs model.fit(batch_size=b) for --epochs "
+            "(default 1; needs 'pip install batchscope[keras]').",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run a batch-size sweep and print the table (per device) with speedups."""
+    """Run a batch-size sweep and print the table (per device) with speedups.
+
+    The workload is a built-in, your own batchscope.Workload, your fastai Learner
+    (--fastai) or your Keras model (--keras).
+    """
     from .report.build import check_report_dir
     from .report.export import check_writable
     from .units import parse_bytes
@@ -376,8 +422,23 @@ def sweep(
         raise UsageError("--store and --no-store contradict each other: give one")
     if resume and no_store:
         raise UsageError("--resume needs the results store: drop --no-store")
+    workload, framework = _choose_framework(workload, fastai_entry, keras_entry)
+    if framework != "torch" and (data or weights or images is not None):
+        raise UsageError(
+            "--data, --weights and --images are for built-in workloads: your "
+            f"{'make_learner' if framework == 'fastai' else 'module'} provides the data"
+        )
     options = _workload_options(data, weights, images, seed)
+    if framework == "fastai":
+        from .integrations.fastai import parse_fit
+
+        fit = parse_fit(fit).text  # a bad --fit fails now, not in every trial
+        options["extra"] = {**options["extra"], "fit": fit}
+    if warmup is None:
+        warmup = 3 if framework == "torch" else 1
     protocol = dict(
+        framework=framework,
+        fit=fit,
         steps=steps,
         epochs=epochs,
         freeze_epochs=freeze_epochs,
@@ -419,6 +480,32 @@ def sweep(
         out_dir=out_dir,
         no_report=no_report,
     )
+
+
+def _choose_framework(
+    workload: str | None, fastai_entry: str | None, keras_entry: str | None
+) -> tuple[str, str]:
+    """The entry to sweep and who trains it: (workload, "torch" | "fastai" | "keras")."""
+    given = [
+        (flag, value)
+        for flag, value in (
+            ("WORKLOAD", workload),
+            ("--fastai", fastai_entry),
+            ("--keras", keras_entry),
+        )
+        if value is not None
+    ]
+    if not given:
+        raise UsageError(
+            "what should be swept? give a WORKLOAD (e.g. simplecnn; see 'batchscope "
+            "workloads'), --fastai module:make_learner or --keras module:make_model"
+        )
+    if len(given) > 1:
+        raise UsageError(f"give one of {' and '.join(flag for flag, _ in given)}, not both")
+    flag, value = given[0]
+    if not value.strip():
+        raise UsageError(f"{flag} is empty: name a workload or 'module:function'")
+    return value, {"WORKLOAD": "torch", "--fastai": "fastai", "--keras": "keras"}[flag]
 
 
 def _workload_options(
@@ -487,6 +574,8 @@ def _run_and_report(
     if devices != "best":
         check_device_names(devices)  # a typo fails now, not after loading the workload
     store = _open_store(store_path, no_store)
+    if resume is not None and store is not None:
+        store.resolve_run_id(resume)  # an unknown id fails now, not after the probe
     err = stderr()
     if announce and not quiet:
         err.print(announce, highlight=False)
@@ -495,7 +584,13 @@ def _run_and_report(
         if not quiet
         else _nullcontext()
     ):
-        found = probe(workload, options, isolation=isolation, debug=_state["debug"])
+        found = probe(
+            workload,
+            options,
+            isolation=isolation,
+            framework=protocol.get("framework", "torch"),
+            debug=_state["debug"],
+        )
     plan = Plan(
         workload=workload,
         workload_options=options,
@@ -521,7 +616,8 @@ def _run_and_report(
         if stop.resumable:
             err.print(
                 f"\ninterrupted: {done} finished trial(s) are saved in run "
-                f"{stop.run.run_id}. Resume with:\n  batchscope sweep {workload} ... "
+                f"{stop.run.run_id}. Resume with:\n  batchscope sweep "
+                f"{_sweep_target(workload, protocol)} ... "
                 f"--resume {stop.run.run_id}",
                 highlight=False,
             )
@@ -552,6 +648,12 @@ def _run_and_report(
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _sweep_target(workload: str, protocol: dict[str, Any]) -> str:
+    """How the sweep named its workload on the command line (for the resume hint)."""
+    framework = protocol.get("framework", "torch")
+    return workload if framework == "torch" else f"--{framework} {workload}"
 
 
 class _nullcontext:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from . import lr, variants
 from .errors import DeviceError, UsageError
 from .plan import TrialSpec
-from .results import EpochRecord, StepStats, TrialResult
+from .results import EpochRecord, TrialResult
+from .step_summary import summarise_steps
 from .timing import synchronizer
 from .workloads import Workload, WorkloadOptions, load_workload
 
@@ -570,13 +571,6 @@ def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
     trainer.generator.manual_seed(trainer.spec.seed)  # the protocol sees the same shuffles
 
 
-#: the phases ``--breakdown`` separates, after the data wait
-PHASES = ("h2d", "forward", "backward", "optimizer")
-
-#: a trial whose steps wait for data longer than this fraction is input-bound
-INPUT_BOUND_FRACTION = 0.2
-
-
 class _StepRecorder:
     """Times steps: clock before the batch is asked for, clock after the device is done.
 
@@ -594,6 +588,9 @@ class _StepRecorder:
         self.waits: list[float] = []
         self.phases: list[tuple[float, ...]] = []
         self.samples = 0
+        #: set while a --freeze-epochs epoch trains; see timing.unfrozen_steps
+        self.frozen = False
+        self.step_frozen: list[bool] = []
 
     def run(self, iterator: Iterator[Any]) -> tuple[torch.Tensor, int] | None:
         """Train on the next batch; None when the iterator is exhausted (not timed)."""
@@ -615,37 +612,21 @@ class _StepRecorder:
         if n == self.batch_size:
             self.step_times.append(t2 - t0)
             self.waits.append(t1 - t0)
+            self.step_frozen.append(self.frozen)
             if phases:
                 self.phases.append(phases)
         return loss, n
 
     def summarise(self, result: TrialResult) -> None:
-        step_times, waits = self.step_times, self.waits
-        if not step_times:
-            return
-        result.measured_steps = len(step_times)
-        result.step_times_s = list(step_times)
-        result.step_time_s = StepStats.from_samples(step_times)
-        result.data_wait_s = StepStats.from_samples(waits)
-        result.samples_per_s = self.batch_size / result.step_time_s.median
-        total = math.fsum(step_times)
-        wait = math.fsum(waits)
-        result.data_wait_fraction = wait / total if total > 0 else 0.0
-        n = len(step_times)
-        split_s = {"data_wait": wait / n}
-        if self.phases:
-            for i, name in enumerate(PHASES):
-                split_s[name] = math.fsum(p[i] for p in self.phases) / n
-        else:
-            split_s["compute"] = (total - wait) / n
-        result.time_split_s = split_s
-        result.time_split = {k: v * n / total for k, v in split_s.items()} if total > 0 else {}
-        if result.data_wait_fraction > INPUT_BOUND_FRACTION:
-            result.diagnosis.append(
-                f"input-bound: {result.data_wait_fraction:.0%} of each step waits for data "
-                f"(over {INPUT_BOUND_FRACTION:.0%}); try more --workers, pinned memory, or "
-                "lighter transforms"
-            )
+        summarise_steps(
+            result,
+            batch_size=self.batch_size,
+            step_times=self.step_times,
+            waits=self.waits,
+            step_frozen=self.step_frozen,
+            warmup=self.trainer.spec.warmup,
+            phases=self.phases,
+        )
 
 
 def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
@@ -733,6 +714,7 @@ def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify:
     for epoch in range(total_epochs):
         frozen = epoch < spec.freeze_epochs
         set_frozen(trainer.model, head, frozen)
+        recorder.frozen = frozen
         epoch_start = clock()
         loss_sum = torch.zeros((), device=trainer.device)
         samples = 0

@@ -134,6 +134,11 @@ class TrialSpec:
     lr_warmup_steps: int = 0
     #: ``METRIC=VALUE`` (``--target``): record when validation first met it (target.py)
     target: str | None = None
+    #: who trains: "torch" (batchscope's engine on a Workload), "fastai" (the user's
+    #: Learner, ``workload`` = ``module:make_learner``) or "keras" (``module:make_model``)
+    framework: str = "torch"
+    #: fastai's protocol, e.g. ``fine_tune(1)`` or ``fit_one_cycle(3)`` (integrations.fastai)
+    fit: str | None = None
 
     @property
     def key(self) -> str:
@@ -195,6 +200,9 @@ class Plan:
     #: None: the smallest effective batch size of the plan
     base_batch_size: int | None = None
     lr_warmup_steps: int = 0
+    #: see TrialSpec.framework and TrialSpec.fit
+    framework: str = "torch"
+    fit: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -238,8 +246,55 @@ class Plan:
                     "--target needs --epochs: the metric is measured by validating after each epoch"
                 )
         self._validate_variants()
+        if self.framework != "torch":
+            self._validate_framework()
+        elif self.fit is not None:
+            raise UsageError("--fit is fastai's protocol: use it with --fastai module:make_learner")
         if self.steps is None and self.epochs is None:
-            self.steps = 20
+            if self.framework == "keras":
+                self.epochs = 1
+            elif self.framework == "torch":
+                self.steps = 20
+
+    def _validate_framework(self) -> None:
+        """fastai and Keras run the user's own training: only what they can honour."""
+        name = {"fastai": "--fastai", "keras": "--keras"}.get(self.framework)
+        if name is None:
+            raise UsageError(
+                f"unknown framework {self.framework!r}: use 'torch', 'fastai' or 'keras'"
+            )
+        if self.steps is not None:
+            raise UsageError(
+                f"{name} runs whole epochs: use "
+                + ("--fit 'fine_tune(1)'" if self.framework == "fastai" else "--epochs N")
+                + " instead of --steps"
+            )
+        if self.framework == "fastai" and self.epochs is not None:
+            raise UsageError(
+                "--fastai takes its protocol from --fit (e.g. 'fit_one_cycle(3)'), not --epochs"
+            )
+        if self.framework == "keras" and self.fit is not None:
+            raise UsageError("--fit is fastai's protocol; with --keras use --epochs N")
+        refused = {
+            "--freeze-epochs": self.freeze_epochs != 0,
+            "--precision": self.precisions != ["fp32"],
+            "--channels-last": self.channels_last,
+            "--compile": self.compile,
+            "--accumulate": self.accumulate != 1,
+            "--lr-scaling": self.lr_scaling != "none",
+            "--lr-warmup-steps": self.lr_warmup_steps != 0,
+            "--breakdown": self.breakdown,
+            "--target": self.target is not None,
+            "--workers": self.workers != 0,
+            "--drop-last": self.drop_last,
+        }
+        given = [flag for flag, on in refused.items() if on]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot be applied to a {self.framework} "
+                f"{'Learner' if self.framework == 'fastai' else 'model'}: set it in your own "
+                f"{'make_learner' if self.framework == 'fastai' else 'make_model'} instead"
+            )
 
     def _validate_variants(self) -> None:
         from .lr import check_lr_scaling
@@ -292,6 +347,8 @@ class Plan:
                             breakdown=self.breakdown,
                             sample_interval_s=self.sample_interval_s,
                             target=self.target,
+                            framework=self.framework,
+                            fit=self.fit,
                         )
                     )
         return self._with_variants(specs)

@@ -184,6 +184,13 @@ class RunResult:
     trials: list[TrialResult] = field(default_factory=list)
     schema: str = SCHEMA
 
+    @property
+    def is_protocol(self) -> bool:
+        """Trials ran a training protocol of whole epochs (``--epochs``, fastai, Keras),
+        so their wall time is measured, not estimated from steps."""
+        framework = self.settings.get("framework")
+        return self.settings.get("epochs") is not None or framework in ("fastai", "keras")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": self.schema,

@@ -52,15 +52,24 @@ def _noop(event: str, payload: dict[str, Any]) -> None:
     """Default progress sink."""
 
 
-def probe_in_process(workload: str, options: dict[str, Any]) -> dict[str, Any]:
+def probe_in_process(
+    workload: str, options: dict[str, Any], framework: str = "torch"
+) -> dict[str, Any]:
     """Load the workload once and describe it and the machine (run before any trial).
 
     Loading it here first turns a bad spec, a missing data folder or a corrupt
     image into one clear error before any time is spent training.
     """
-    loaded = load_workload(workload, WorkloadOptions.from_dict(options))
+    if framework != "torch":
+        from .integrations import framework_module
+
+        described = framework_module(framework).probe(workload, options)
+    else:
+        described = describe_workload(
+            workload, load_workload(workload, WorkloadOptions.from_dict(options))
+        )
     return {
-        "workload": describe_workload(workload, loaded),
+        "workload": described,
         "environment": envinfo.collect(),
     }
 
@@ -125,7 +134,12 @@ def run_in_process(
 
         cap_address_space(spec.memory_limit_bytes)
     try:
-        result = run_trial(spec, workload, progress=progress)
+        if spec.framework != "torch":
+            from .integrations import framework_module
+
+            result = framework_module(spec.framework).run_trial(spec, progress=progress)
+        else:
+            result = run_trial(spec, workload, progress=progress)
     except BatchscopeError as exc:
         return _failed(spec, "error", str(exc))
     except BaseException as exc:
@@ -357,10 +371,11 @@ def _system_memory_low() -> bool:
 
 
 def probe_isolated(
-    workload: str, options: dict[str, Any], *, debug: bool = False
+    workload: str, options: dict[str, Any], *, framework: str = "torch", debug: bool = False
 ) -> dict[str, Any]:
     """:func:`probe_in_process` in a child, so the parent never imports torch or touches a GPU."""
-    child = _Child({"kind": "probe", "workload": workload, "options": options}, None, debug)
+    request = {"kind": "probe", "workload": workload, "options": options, "framework": framework}
+    child = _Child(request, None, debug)
     try:
         for event in child.events(None):
             kind = event.pop("event")

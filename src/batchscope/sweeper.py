@@ -58,6 +58,7 @@ def probe(
     options: dict[str, Any] | None = None,
     *,
     isolation: str = "process",
+    framework: str = "torch",
     debug: bool = False,
 ) -> Probe:
     """Load ``workload`` once (in a child by default) and describe it and this machine.
@@ -67,9 +68,9 @@ def probe(
     """
     options = options or {}
     if check_isolation(isolation) == "process":
-        data = probe_isolated(workload, options, debug=debug)
+        data = probe_isolated(workload, options, framework=framework, debug=debug)
     else:
-        data = probe_in_process(workload, options)
+        data = probe_in_process(workload, options, framework)
     return Probe(workload=data["workload"], environment=data["environment"])
 
 
@@ -130,7 +131,13 @@ def run_sweep(
 
             found = Probe(describe_workload(plan.workload, workload), envinfo.collect())
         else:
-            found = probe(plan.workload, plan.workload_options, isolation=isolation, debug=debug)
+            found = probe(
+                plan.workload,
+                plan.workload_options,
+                isolation=isolation,
+                framework=plan.framework,
+                debug=debug,
+            )
     _check_memory_limit(plan, found)  # before anything is shown: an error stays one line
     if plan.accumulate > 1 and found.workload.get("has_batchnorm"):
         note = (
@@ -234,7 +241,8 @@ def sweep(
     options = protocol.pop("workload_options", {})
     found = None
     if obj is None:
-        found = probe(spec, options, isolation=isolation)
+        framework = protocol.get("framework", "torch")
+        found = probe(spec, options, isolation=isolation, framework=framework)
         available = found.devices
     else:
         from .envinfo import available_devices

@@ -86,6 +86,27 @@ CASES: dict[str, Case] = {
     "unknown command": Case(("sweeep",), ("sweeep",)),
     "no store": Case(("show", "abc"), ("batchscope-results",)),
     "store missing": Case(("runs", "--store", "nothere.db"), ("'nothere.db'",)),
+    # fastai and Keras entries: refused with the flags, before any child starts
+    "workload and --fastai": Case(
+        ("sweep", "linear", "--fastai", "m:make_learner"), ("WORKLOAD", "--fastai")
+    ),
+    "--fastai with --steps": Case(
+        ("sweep", "--fastai", "m:make_learner", "--steps", "3"), ("--fastai", "--steps")
+    ),
+    "--fit without --fastai": flags("--fit", "fine_tune(1)", named=("--fit", "--fastai")),
+    "--keras with --precision": Case(
+        ("sweep", "--keras", "m:make_model", "--precision", "bf16"), ("--precision", "keras")
+    ),
+    "--fit not a fit method": Case(
+        ("sweep", "--fastai", "m:make_learner", "--fit", "delete_all(1)"), ("--fit", "delete_all")
+    ),
+    "--fastai module missing": Case(
+        ("sweep", "--fastai", "nomodule_xyz:make_learner", "-b", "2", "--no-store"),
+        ("nomodule_xyz",),
+    ),
+    "--keras with --data": Case(
+        ("sweep", "--keras", "m:make_model", "--data", "{root}"), ("--data", "module")
+    ),
     # workloads, loaded by the probe child
     "unknown workload": probe("nosuch", named=("'nosuch'", "resnet18")),
     "module not importable": probe("nomodule_xyz:make", named=("nomodule_xyz",)),

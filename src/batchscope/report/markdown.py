@@ -186,7 +186,12 @@ def software_summary(env: Mapping[str, Any]) -> str:
 
 def protocol_summary(settings: Mapping[str, Any]) -> str:
     parts = []
-    if settings.get("epochs") is not None:
+    framework = settings.get("framework")
+    if framework == "fastai":
+        parts.append(f"fastai Learner, learn.{settings.get('fit') or 'fine_tune(1)'}")
+    elif framework == "keras":
+        parts.append(f"Keras model.fit, {settings.get('epochs') or 1} epoch(s)")
+    elif settings.get("epochs") is not None:
         parts.append(f"{settings.get('freeze_epochs') or 0} frozen + {settings['epochs']} epochs")
     elif settings.get("steps") is not None:
         parts.append(f"{settings['steps']} measured steps per trial")

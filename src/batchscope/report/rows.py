@@ -35,7 +35,7 @@ COLUMNS = (
 
 def time_label(run: RunResult) -> str:
     """Epoch protocols show their measured wall time; step runs an estimated epoch."""
-    if run.settings.get("epochs") is not None:
+    if run.is_protocol:
         return "Time (protocol)"
     return "Epoch time (est.)"
 
@@ -47,7 +47,7 @@ def headers(run: RunResult) -> list[str]:
 def _time(run: RunResult, t: TrialResult) -> str:
     if not t.ok:
         return "–"
-    if run.settings.get("epochs") is not None:
+    if run.is_protocol:
         return format_seconds(t.total_time_s)
     if t.samples_per_s and t.samples_per_epoch:
         return format_seconds(t.samples_per_epoch / t.samples_per_s)
@@ -108,7 +108,7 @@ def device_rows(run: RunResult, device: str) -> list[Row]:
         (t for t in run.trials if t.device == device), key=lambda t: (t.batch_size, t.repeat)
     )
     protocol_best = None
-    if run.settings.get("epochs") is not None:
+    if run.is_protocol:
         protocol_best = max((r for t in trials if (r := protocol_rate(t))), default=None)
     return [trial_row(run, t, best, protocol_best) for t in trials]
 
@@ -146,7 +146,7 @@ def merged_rows(run: RunResult, device: str) -> list[Row]:
         m = merged[b]
         good = [t for t in trials if t.ok and t.step_time_s is not None]
         rate = b / m.median_s if m.median_s > 0 else None
-        if run.settings.get("epochs") is not None:
+        if run.is_protocol:
             totals = [t.total_time_s for t in good if t.total_time_s is not None]
             time = format_seconds(median(totals)) if totals else "–"
         elif rate and good[0].samples_per_epoch:

@@ -85,9 +85,18 @@ def _import_from_path(path: Path) -> Any:
     return module
 
 
-def _resolve_callable(spec: str) -> Callable[..., Any]:
+def resolve_callable(spec: str, what: str | None = None) -> Callable[..., Any]:
+    """Import ``module:function`` or ``path/to/file.py:function`` and return the function.
+
+    ``what`` names the option in the error for a spec without a colon (e.g.
+    ``--fastai``); without it the spec was a workload name.
+    """
     target, _, func_name = spec.rpartition(":")
     if not target or not func_name:
+        if what is not None:
+            raise WorkloadError(
+                f"{what} {spec!r}: use 'module:function' or 'path/to/file.py:function'"
+            )
         raise WorkloadError(
             f"unknown workload {spec!r}: use a built-in ({', '.join(BUILTINS)}), "
             "'module:function' or 'path/to/file.py:function'"
@@ -140,7 +149,7 @@ def load_workload(spec: str, options: WorkloadOptions | None = None) -> Workload
         module = importlib.import_module(BUILTINS[spec][0])
         workload = module.build(options)
     elif ":" in spec:
-        workload = _call_user_function(_resolve_callable(spec), spec, options)
+        workload = _call_user_function(resolve_callable(spec), spec, options)
     else:
         raise WorkloadError(
             f"unknown workload {spec!r}: use a built-in ({', '.join(BUILTINS)}), "
