@@ -45,6 +45,12 @@ Examples (the seeds' experiments):
   batchscope sweep linear --batch-sizes 32,128,512 --epochs 10
 
   batchscope sweep my_project/train.py:make_workload --batch-sizes 8..128
+
+Where you already train (fastai, Keras 3 on the PyTorch backend):
+
+  batchscope sweep --fastai examples/fastai_pets.py:make_learner -b 16..256 --fit "fine_tune(3)"
+
+  batchscope sweep --keras examples/keras_linear.py:make_model -b 32..1024 --epochs 3
 """
 
 
@@ -190,8 +196,8 @@ def sweep(
         typer.Option(
             "--warmup",
             help="Untimed warm-up steps per trial; the model is restored afterwards "
-            "[default: 3; with --fastai/--keras 1: their first steps are trained as part "
-            "of the protocol and only left out of the step statistics].",
+            "(default: 3; with --fastai/--keras 1: their first steps are trained as part "
+            "of the protocol and only left out of the step statistics).",
             show_default=False,
         ),
     ] = None,
@@ -234,7 +240,7 @@ def sweep(
         str | None,
         typer.Option(
             "--store",
-            help="SQLite results store [default: batchscope-results/batchscope.db]",
+            help="SQLite results store (default: batchscope-results/batchscope.db)",
             show_default=False,
         ),
     ] = None,
@@ -376,7 +382,7 @@ def sweep(
             "--fastai",
             help="Sweep your fastai Learner: 'module:make_learner' or 'file.py:make_learner', "
             "where make_learner(bs) returns a Learner whose DataLoaders use batch size bs. "
-            "Each trial runs --fit (needs 'pip install batchscope[fastai]').",
+            "Each trial runs --fit (needs 'pip install batchscope\\[fastai]').",
             show_default=False,
         ),
     ] = None,
@@ -385,7 +391,7 @@ def sweep(
         typer.Option(
             "--fit",
             help="With --fastai: the protocol each trial runs, e.g. 'fine_tune(3)', "
-            "'fit_one_cycle(3)', 'fit(2, lr=1e-3)' [default: fine_tune(1)].",
+            "'fit_one_cycle(3)', 'fit(2, lr=1e-3)' (default: fine_tune(1)).",
             show_default=False,
         ),
     ] = None,
@@ -396,7 +402,7 @@ def sweep(
             help="Sweep your Keras 3 model on the PyTorch backend: 'module:make_model', where "
             "make_model() returns a compiled model and the module holds x_train, y_train "
             "(or load_data()); each trial runs model.fit(batch_size=b) for --epochs "
-            "(default 1; needs 'pip install batchscope[keras]').",
+            "(default 1; needs 'pip install batchscope\\[keras]').",
             show_default=False,
         ),
     ] = None,
@@ -679,16 +685,34 @@ def demo(
         ),
     ] = False,
     devices: Annotated[str, typer.Option("--devices", "-d", help="Devices to compare.")] = "auto",
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b")] = "16..256",
-    json_path: Annotated[str | None, typer.Option("--json", show_default=False)] = None,
-    no_store: Annotated[bool, typer.Option("--no-store")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    batch_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-sizes",
+            "-b",
+            help="Comma list or power-of-two range. Default: 16..128 (the 128 training "
+            "images hold no batch of 256); with --full 16..256, as in the seeds.",
+            show_default=False,
+        ),
+    ] = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="Write the results JSON (batchscope.results/1).", show_default=False
+        ),
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Keep nothing on disk but the --json you ask for.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Reproduce the seed experiment: ResNet-18 on 192×192 photos, batch sizes 16–256."""
     if json_path:
         from .report.export import check_writable
 
         check_writable(json_path, "--json")
+    if batch_sizes is None:
+        batch_sizes = "16..256" if full else "16..128"
     if full:
         images, epochs, freeze, warmup = 600, 3, 1, 3
         what = (
@@ -700,9 +724,9 @@ def demo(
         what = (
             "demo: ResNet-18 on 160 built-in 192×192 photos (128 train / 32 validation), "
             "1 epoch, warm-up 1 step — reduced from the seed's 600 images and fine_tune(3) "
-            "to finish in about 2 minutes on a 2-core CPU (b=128 times one step, b=256 "
-            "only the epoch: it is larger than the 128 training images); "
-            "'batchscope demo --full' runs the seed's protocol"
+            "to finish in under 2 minutes on a 2-core CPU; batch sizes 16–128 (b=256 "
+            "would be larger than the 128 training images, and b=128 times a single "
+            "step); 'batchscope demo --full' runs the seed's protocol and batch sizes"
         )
     protocol = dict(
         steps=None,
@@ -803,7 +827,7 @@ StoreOpt = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="SQLite results store [default: batchscope-results/batchscope.db]",
+        help="SQLite results store (default: batchscope-results/batchscope.db)",
         show_default=False,
     ),
 ]

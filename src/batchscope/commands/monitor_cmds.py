@@ -72,8 +72,8 @@ def watch(
         typer.Option(
             "--out",
             help="Folder for timeline.png, "
-            "samples.csv and summary.json [default: "
-            "batchscope-results/watch-TIME]",
+            "samples.csv and summary.json (default: "
+            "batchscope-results/watch-TIME)",
             show_default=False,
         ),
     ] = None,
