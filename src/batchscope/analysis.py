@@ -5,10 +5,11 @@ Analysis reads results; it never runs training.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-from .results import RunResult, TrialResult
+from .results import RunResult, StepStats, TrialResult
 
 
 @dataclass(frozen=True)
@@ -56,20 +57,56 @@ def per_sample(trial: TrialResult) -> tuple[float, float]:
     return trial.step_time_s.mean / trial.batch_size, trial.step_time_s.stdev / trial.batch_size
 
 
+def merge_repeats(run: RunResult) -> RunResult:
+    """One trial per (device, batch size), the ok repeats' raw step times pooled.
+
+    Comparisons (speedups, ``compare``) then rest on every measured step, not on
+    repeat 0 alone. A size with no ok repeat keeps its first trial (its status);
+    repeats without raw step times (old results) keep the first ok one.
+    """
+    groups: dict[tuple[str, int], list[TrialResult]] = {}
+    for t in run.trials:
+        groups.setdefault((t.device, t.batch_size), []).append(t)
+    merged: list[TrialResult] = []
+    for trials in groups.values():
+        good = [t for t in trials if t.ok and t.step_time_s is not None]
+        if len(good) < 2 or not all(t.step_times_s for t in good):
+            merged.append(good[0] if good else trials[0])
+            continue
+        pooled = [x for t in good for x in t.step_times_s]
+        stats = StepStats.from_samples(pooled)
+        merged.append(
+            dataclasses.replace(
+                good[0],
+                repeat=0,
+                step_times_s=pooled,
+                step_time_s=stats,
+                measured_steps=len(pooled),
+                samples_per_s=good[0].batch_size / stats.median,
+                notes=[*good[0].notes, f"{len(good)} repeats pooled ({len(pooled)} steps)"],
+            )
+        )
+    return dataclasses.replace(run, trials=merged)
+
+
 def device_speedups(run: RunResult) -> list[Speedup]:
-    """Per batch size, every other device against the first device (usually the CPU)."""
+    """Per batch size, every other device against the first device (usually the CPU).
+
+    Repeats are pooled (:func:`merge_repeats`) and variants compare as series of
+    their own (``cpu bf16`` against ``cpu``).
+    """
     from .variants import series_view
 
-    run = series_view(run)  # variants compare as series of their own ("cpu bf16")
+    run = merge_repeats(series_view(run))
     devices = run.devices
     if len(devices) < 2:
         return []
     base = devices[0]
     out: list[Speedup] = []
-    base_by_bs = {t.batch_size: t for t in ok_trials(run, base) if t.repeat == 0}
+    base_by_bs = {t.batch_size: t for t in ok_trials(run, base)}
     for other in devices[1:]:
         for t in ok_trials(run, other):
-            if t.repeat != 0 or t.batch_size not in base_by_bs:
+            if t.batch_size not in base_by_bs:
                 continue
             slow, fast = base_by_bs[t.batch_size], t
             sm, ss = per_sample(slow)

@@ -431,11 +431,8 @@ def device_pairs(a: RunResult, b: RunResult) -> list[tuple[str, str]]:
 
 
 def _trial_map(run: RunResult, device: str) -> dict[int, TrialResult]:
-    out: dict[int, TrialResult] = {}
-    for t in run.trials:
-        if t.device == device and t.repeat == 0:
-            out[t.batch_size] = t
-    return out
+    """Batch size -> trial of ``device`` in a run already merged (one trial per size)."""
+    return {t.batch_size: t for t in run.trials if t.device == device}
 
 
 def _sps(t: TrialResult | None) -> str:
@@ -479,7 +476,15 @@ def _best_trial(run: RunResult, device: str) -> TrialResult | None:
 
 
 def compare_document(a: RunResult, b: RunResult) -> Document:
-    """``batchscope compare A B``: per batch size side by side, B's speedup over A."""
+    """``batchscope compare A B``: per batch size side by side, B's speedup over A.
+
+    Repeats are pooled and variants are series of their own ("cpu bf16"), so every
+    measured step counts and a bf16 trial is never set against an fp32 one.
+    """
+    from ..analysis import merge_repeats
+    from ..variants import series_view
+
+    a, b = merge_repeats(series_view(a)), merge_repeats(series_view(b))
     blocks: list[Block] = []
     wdiff = workload_differences(a, b)
     if wdiff:
