@@ -44,7 +44,27 @@ CSV_FIELDS = (
     "effective_batch_size",
     "lr",
     "lr_scaling",
+    # energy (batchscope.monitor) and time-to-target (--target)
+    "energy_j",
+    "energy_per_sample_j",
+    "sampler_cpu_fraction",
+    "target",
+    "target_reached",
+    "time_to_target_s",
+    "samples_to_target",
+    "epochs_to_target",
+    # the last epoch's validation, then final_<metric> per metric the run recorded
+    "final_val_loss",
 )
+
+
+def _final_metric_names(run: RunResult) -> list[str]:
+    """Every validation metric a trial's last epoch recorded (accuracy, error_rate...)."""
+    names: dict[str, None] = {}
+    for t in run.trials:
+        if t.epochs:
+            names.update(dict.fromkeys(t.epochs[-1].metrics))
+    return list(names)
 
 
 def check_writable(path: str | os.PathLike[str], flag: str) -> Path:
@@ -73,10 +93,14 @@ def to_json(run: RunResult) -> str:
 
 def to_csv(run: RunResult) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    metrics = _final_metric_names(run)
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_FIELDS, *(f"final_{m}" for m in metrics)])
     writer.writeheader()
     for t in run.trials:
         s = t.step_time_s
+        target = t.target or {}
+        last = t.epochs[-1] if t.epochs else None
+        reached = target.get("reached")
         writer.writerow(
             {
                 "run_id": run.run_id,
@@ -102,7 +126,17 @@ def to_csv(run: RunResult) -> str:
                 "threads": t.threads,
                 "seed": t.seed,
                 "error": t.error,
-                **{k: getattr(t, k) for k in CSV_FIELDS[CSV_FIELDS.index("precision") :]},
+                **{
+                    k: getattr(t, k)
+                    for k in CSV_FIELDS[CSV_FIELDS.index("precision") : CSV_FIELDS.index("target")]
+                },
+                "target": f"{target['metric']}={target['value']:g}" if target else None,
+                "target_reached": reached,
+                "time_to_target_s": target.get("time_s") if reached else None,
+                "samples_to_target": target.get("samples") if reached else None,
+                "epochs_to_target": target.get("epoch") if reached else None,
+                "final_val_loss": last.val_loss if last else None,
+                **{f"final_{m}": (last.metrics.get(m) if last else None) for m in metrics},
             }
         )
     return buffer.getvalue()
