@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .errors import UsageError
@@ -56,18 +56,17 @@ def watch_command(
     if shutil.which(argv[0]) is None:
         raise UsageError(f"command {argv[0]!r} not found (is it on PATH?)")
     start = time.monotonic()
-    proc = subprocess.Popen(list(argv))
-    sampler: Sampler | None = None
-    interrupted = False
-    try:  # from here on a Ctrl-C, however early, still ends in a full recording
-        sampler = Sampler(default_sources(proc.pid, gpus=gpus), interval_s, on_sample=on_sample)
-        sampler.start()
-        returncode = proc.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        returncode = _stop(proc)
-    finally:
-        samples = sampler.stop() if sampler is not None else []
+    presses = _CtrlC()
+    with presses.caught():
+        proc = subprocess.Popen(list(argv))
+        sampler: Sampler | None = None
+        try:  # from here on a Ctrl-C, however early, still ends in a full recording
+            sampler = Sampler(default_sources(proc.pid, gpus=gpus), interval_s, on_sample=on_sample)
+            sampler.start()
+            returncode = _wait(proc, presses)
+        finally:
+            samples = sampler.stop() if sampler is not None else []
+    interrupted = presses.count > 0
     unavailable = sampler.unavailable if sampler is not None else {}
     return WatchResult(
         command=list(argv),
@@ -80,15 +79,61 @@ def watch_command(
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            if proc.poll() is None:
-                proc.send_signal(sig)
+class _CtrlC:
+    """Counts Ctrl-C presses instead of raising KeyboardInterrupt.
+
+    A KeyboardInterrupt raised inside ``Popen.wait`` can land after the kernel
+    has reaped the child but before Python stored its status; the status is then
+    lost and reads as 0. Counting the presses lets every wait finish normally.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.count += 1
+
+    @contextlib.contextmanager
+    def caught(self) -> Iterator[None]:
         try:
-            return proc.wait(timeout=grace)
+            previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: Ctrl-C stays Python's default
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: after a Ctrl-C: let the command stop on its own (it got the same Ctrl-C from the
+#: terminal), then SIGINT, SIGTERM and SIGKILL it, each after its grace in seconds
+_ESCALATION: tuple[tuple[signal.Signals | None, float | None], ...] = (
+    (None, 2.0),
+    (signal.SIGINT, 10.0),
+    (signal.SIGTERM, 5.0),
+    (signal.SIGKILL, None),
+)
+
+
+def _wait(proc: subprocess.Popen[bytes], presses: _CtrlC) -> int:
+    """The command's exit status; after a Ctrl-C, stop it step by step (another
+    press skips to the next step)."""
+    while presses.count == 0:
+        try:
+            return proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
             continue
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting politely
-            continue
+    for sig, grace in _ESCALATION:
+        if sig is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+        pressed = presses.count
+        deadline = None if grace is None else time.monotonic() + grace
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                return proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                if presses.count != pressed:  # pressed again: no more patience
+                    break
     return proc.wait()

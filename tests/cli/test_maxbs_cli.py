@@ -85,8 +85,10 @@ def test_the_search_ran_both_sides_of_the_boundary(search: Search) -> None:
     assert data["smallest_failure"] == answer + GRANULARITY
     assert data["limited_by"] == "memory" and data["uncertain_band"] is None
     assert all(t["batch_size"] % GRANULARITY == 0 for t in data["trials"])
-    # memory is linear here: the exact answer in at most 6 trials, verification included
-    assert len(data["trials"]) <= 6, [(t["batch_size"], t["reason"]) for t in data["trials"]]
+    # memory is linear here: the exact answer in at most 7 trials, verification included.
+    # Usually 6; 7 when the small probes' fixed costs make the line step up one granularity
+    # at a time (seen twice in CI: 320, 352, 384 fit, 416 fails) — see search.predicted.
+    assert len(data["trials"]) <= 7, [(t["batch_size"], t["reason"]) for t in data["trials"]]
     fit = data["memory_fit"]
     assert fit["r2"] > 0.99 and fit["m_bytes_per_sample"] > 128 * 1024
 

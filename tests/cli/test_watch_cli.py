@@ -63,7 +63,7 @@ def test_watch_ctrl_c_stops_the_command_and_keeps_the_recording(tmp_path: Path) 
             "--",
             sys.executable,
             "-c",
-            "import time; time.sleep(120)",
+            "import time; print('ready', flush=True); time.sleep(120)",
         ],
         cwd=tmp_path,
         start_new_session=True,
@@ -72,10 +72,10 @@ def test_watch_ctrl_c_stops_the_command_and_keeps_the_recording(tmp_path: Path) 
         text=True,
     )
     watcher = psutil.Process(proc.pid)
-    for _ in range(600):  # until the watched command exists (bounded: 60 s)
-        if watcher.children():
-            break
-        psutil.wait_procs([watcher], timeout=0.1)
+    assert proc.stdout is not None
+    # the command's own output passes through: once it says ready it is in its sleep (a
+    # Ctrl-C during the interpreter's start-up would end it with status 1 instead)
+    assert proc.stdout.readline().strip() == "ready"
     assert watcher.children(), "the watched command never started"
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     _, stderr = proc.communicate(timeout=60)
@@ -91,3 +91,25 @@ def test_watch_unknown_command_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "no-such-program-xyz" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_watch_ctrl_c_escalates_when_the_command_ignores_it(tmp_path: Path) -> None:
+    """A command that ignores Ctrl-C gets its grace, then SIGINT, then SIGTERM (exit 143)."""
+    ignores = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchscope", "watch", "--out", str(tmp_path / "w"), "--",
+         sys.executable, "-c", ignores],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "(interrupted)" in stderr and (tmp_path / "w" / "samples.csv").is_file()
