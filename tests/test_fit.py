@@ -307,3 +307,15 @@ def test_read_table_rejects_missing_binary_and_unknown_columns(tmp_path: Path) -
     assert read_table(str(ok), time_column="wall", kind="per-sample").values == [2, 3, 4]
     with pytest.raises(UsageError, match="--kind 'fast' is not one of"):
         read_table(str(ok), kind="fast")
+
+
+def test_a_bump_that_falls_back_is_not_called_a_u() -> None:
+    # the demo's shape: flat to b=32, +25 % at b=64 beyond the noise, back near it at 128
+    b = np.array([16, 32, 64, 128])
+    u = detect_u_shape(b, np.array([65.5, 65.0, 81.0, 69.8]), np.array([6.6, 6.1, 3.3, 0.0]))
+    assert not u.present and u.judged
+    assert "no clear U shape" in u.message and "back within the noise" in u.message
+    assert "b=128" in u.message
+    # the same rise that stays up at the largest size is a U
+    u = detect_u_shape(b, np.array([65.5, 65.0, 81.0, 90.0]), np.array([6.6, 6.1, 3.3, 2.0]))
+    assert u.present and "a true U shape" in u.message

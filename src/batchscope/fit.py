@@ -275,6 +275,16 @@ def detect_u_shape(
                 f"({pct} by b={b_rise}, beyond the spreads): no falling arm"
             )
             return UShape(False, b_min, msg, rise, b_rise, True)
+        if gap[-1] <= 0 and k != len(gap) - 1:
+            # the largest size is back within the minimum's noise: a bump, not a U's arm
+            b_last = int(round(b[-1]))
+            back = _pct(float(t[-1] / t[i_min] - 1.0), "+")
+            msg = (
+                f"no clear U shape: the time rises {where}, beyond the noise at "
+                f"b={b_clear}, but is back within the noise of the minimum at b={b_last} "
+                f"({back}); more --steps or --repeats would tell a bump from a U{before}"
+            )
+            return UShape(False, b_min, msg, rise, b_rise, True)
         msg = (
             f"a true U shape: the time rises again {where}, beyond the noise "
             f"(at b={b_clear} the error bars do not overlap the minimum's){before}"
