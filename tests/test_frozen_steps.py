@@ -10,7 +10,7 @@ from batchscope.engine import run_trial
 from batchscope.integrations._trial import CallbackClock
 from batchscope.plan import TrialSpec
 from batchscope.results import TrialResult
-from batchscope.timing import unfrozen_steps
+from batchscope.step_summary import unfrozen_steps
 from batchscope.workloads import Workload
 
 

@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BatchscopeError, UsageError, WorkloadError
+from . import importable_entry
 from ._trial import CallbackClock, Progress, measured_protocol, new_result
 
 if TYPE_CHECKING:
@@ -300,41 +299,6 @@ def parse_fit(fit: str | Callable[..., Any] | None) -> FitProtocol:
     if not epochs:
         raise UsageError(f"--fit {text!r} trains no epoch: use e.g. {method}(1)")
     return protocol
-
-
-def importable_entry(obj: str | Callable[..., Any], what: str = "make_learner") -> str:
-    """``module:function`` (or ``/path/file.py:function`` for the running script) of ``obj``.
-
-    A trial's child process imports the function by this name, so it must be
-    defined at the top level of a module or script file.
-    """
-    if isinstance(obj, str):
-        return obj
-    if not callable(obj):
-        raise UsageError(f"{what} must be a function or a 'module:function' string, got {obj!r}")
-    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    module_name = getattr(obj, "__module__", None)
-    if not qualname or not module_name or "<" in qualname or "." in qualname:
-        raise UsageError(
-            f"{what} {qualname or obj!r} cannot be imported by the trials' child processes: "
-            f"define {what} at the top level of a module or script (not a lambda, nested "
-            "function or method)"
-        )
-    module = sys.modules.get(module_name)
-    if module_name == "__main__" or module_name.startswith("batchscope_user_"):
-        path = getattr(module, "__file__", None)
-        if not path:
-            raise UsageError(
-                f"{what} {qualname!r} was defined interactively: put it in a .py file "
-                "so the trials' child processes can import it"
-            )
-        return f"{os.path.abspath(path)}:{qualname}"
-    if module is None or getattr(module, qualname, None) is not obj:
-        raise UsageError(
-            f"{what} {module_name}.{qualname} cannot be imported by that name: define it at "
-            "the top level of a module"
-        )
-    return f"{module_name}:{qualname}"
 
 
 # --------------------------------------------------------------------------- the learner

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, WorkloadError
+from . import importable_entry
 
 if TYPE_CHECKING:
     from ..plan import TrialSpec
@@ -561,35 +562,8 @@ def run_trial(spec: TrialSpec, progress: Progress | None = None) -> TrialResult:
 
 
 def entry_for(make_model: Callable[..., Any]) -> str:
-    """The ``module:function`` (or ``file.py:function``) a child process can import.
-
-    The function must be defined at module level. A script's ``__main__`` and a
-    top-level module become their file's path, which needs nothing on ``sys.path``.
-    """
-    name = getattr(make_model, "__name__", None)
-    qualname = getattr(make_model, "__qualname__", name)
-    module_name = getattr(make_model, "__module__", None)
-    if not name or not module_name or qualname != name or name == "<lambda>":
-        raise UsageError(
-            f"sweep_model needs a function defined at module level, not {qualname or make_model!r}:"
-            " child processes import it by name"
-        )
-    module = sys.modules.get(module_name)
-    if module is None or getattr(module, name, None) is not make_model:
-        raise UsageError(
-            f"sweep_model: {module_name}.{name} cannot be imported by name from its module"
-        )
-    path = getattr(module, "__file__", None)
-    spec = getattr(module, "__spec__", None)
-    top_level = spec is None or not getattr(spec, "parent", "")
-    if module_name == "__main__" or module_name.startswith("batchscope_user_") or top_level:
-        if not path:
-            raise UsageError(
-                f"sweep_model: {name} lives in {module_name}, which has no file a child "
-                "process could import: put it in a .py file"
-            )
-        return f"{os.path.abspath(path)}:{name}"
-    return f"{module_name}:{name}"
+    """The ``module:function`` (or ``file.py:function``) a child process can import."""
+    return importable_entry(make_model, "make_model")
 
 
 def sweep_model(

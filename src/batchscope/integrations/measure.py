@@ -81,61 +81,6 @@ _PROCESS_RUNS: dict[tuple[str, str], str] = {}
 _MEMORY_RUNS: dict[str, RunResult] = {}
 
 
-def measure(
-    batch_size: int,
-    *,
-    run: str | None = None,
-    workload: str | None = None,
-    device: str | None = None,
-    warmup: int = 3,
-    store: Store | str | os.PathLike[str] | bool | None = None,
-    sample_interval: float = 0.1,
-    repeat: int = 0,
-    seed: int | None = None,
-    samples_per_epoch: int | None = None,
-    model: nn.Module | None = None,
-) -> Measurement:
-    """Measure the training steps of a hand-written loop at one batch size.
-
-    Use the returned :class:`Measurement` as a context manager and call
-    :meth:`Measurement.step` at the end of every training step.
-
-    Args:
-        batch_size: the loop's batch size (a whole number, at least 1).
-        run: the stored run's id. Blocks with the same ``run`` go into one run;
-            a run of that name is created if the store has none. Default: one
-            new run per process, store and ``workload`` label.
-        workload: the label reports show. Default: the running script's file
-            name (or, adding to an existing run, that run's label).
-        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``. Default: the
-            device of the first loss tensor passed to ``step()``, else ``cpu``.
-        warmup: full-size steps trained first but not counted.
-        store: a :class:`~batchscope.Store`, a path to one, or ``False`` to store
-            nothing. Default: ``batchscope-results/batchscope.db`` under the
-            current folder, as the CLI.
-        sample_interval: seconds between hardware readings; 0 turns them off.
-        repeat: the trial's repeat index. A trial with the same device, batch
-            size and repeat in the same run replaces the stored one.
-        seed: recorded with the trial (not applied: seed your own loop).
-        samples_per_epoch: the training set's size, for the estimated epoch time.
-            Default: taken from a DataLoader given to :meth:`Measurement.batches`.
-        model: optional; its parameter count is recorded with a new run.
-    """
-    return Measurement(
-        batch_size=batch_size,
-        run=run,
-        workload=workload,
-        device=device,
-        warmup=warmup,
-        store=store,
-        sample_interval=sample_interval,
-        repeat=repeat,
-        seed=seed,
-        samples_per_epoch=samples_per_epoch,
-        model=model,
-    )
-
-
 def _whole(value: Any, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise UsageError(f"{name} must be a whole number of at least {least}, got {value!r}")
@@ -196,14 +141,36 @@ def _loader_sizes(iterable: Any) -> tuple[int | None, int | None]:
 class Measurement:
     """One ``with batchscope.measure(...)`` block: one trial at one batch size.
 
-    After the block, :attr:`result` is the :class:`~batchscope.TrialResult`,
-    :attr:`run_id` the run it was stored in and :meth:`run` the whole run.
+    Call :meth:`step` at the end of every training step. After the block,
+    :attr:`result` is the :class:`~batchscope.TrialResult`, :attr:`run_id` the
+    run it was stored in and :meth:`run` the whole run.
+
+    Args:
+        batch_size: the loop's batch size (a whole number, at least 1).
+        run: the stored run's id. Blocks with the same ``run`` go into one run;
+            a run of that name is created if the store has none. Default: one
+            new run per process, store and ``workload`` label.
+        workload: the label reports show. Default: the running script's file
+            name (or, adding to an existing run, that run's label).
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``. Default: the
+            device of the first loss tensor passed to ``step()``, else ``cpu``.
+        warmup: full-size steps trained first but not counted.
+        store: a :class:`~batchscope.Store`, a path to one, or ``False`` to store
+            nothing. Default: ``batchscope-results/batchscope.db`` under the
+            current folder, as the CLI.
+        sample_interval: seconds between hardware readings; 0 turns them off.
+        repeat: the trial's repeat index. A trial with the same device, batch
+            size and repeat in the same run replaces the stored one.
+        seed: recorded with the trial (not applied: seed your own loop).
+        samples_per_epoch: the training set's size, for the estimated epoch time.
+            Default: taken from a DataLoader given to :meth:`Measurement.batches`.
+        model: optional; its parameter count is recorded with a new run.
     """
 
     def __init__(
         self,
-        *,
         batch_size: int,
+        *,
         run: str | None = None,
         workload: str | None = None,
         device: str | None = None,
@@ -720,3 +687,7 @@ class Measurement:
             if int(settings.get("repeats") or 1) < self.repeat + 1:
                 store.update_settings(self.run_id, {**settings, "repeats": self.repeat + 1})
         store.add_trial(self.run_id, key, trial)
+
+
+#: ``batchscope.measure(batch_size=64, run="my-loop")``: measure a hand-written loop's steps
+measure = Measurement
