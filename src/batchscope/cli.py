@@ -706,7 +706,7 @@ def demo(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Reproduce the seed experiment: ResNet-18 on 192×192 photos, batch sizes 16–256."""
+    """Reproduce the seed experiment: ResNet-18 on 192×192 photos, batch sizes 16–128 or 16–256."""
     if json_path:
         from .report.export import check_writable
 
