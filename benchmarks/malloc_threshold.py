@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from batchscope import runner
-from batchscope.plan import TrialSpec
+from batchscope.core.plan import TrialSpec
+from batchscope.run import isolation as runner
 from batchscope.units import format_bytes
 
 ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}

@@ -281,8 +281,8 @@ def run_batchscope(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_under_peak_budget(batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
     """batchscope's criterion, in a fresh process: 3 steps + 1 validation step, peak ≤ budget."""
-    from batchscope.plan import TrialSpec
-    from batchscope.runner import run_isolated
+    from batchscope.core.plan import TrialSpec
+    from batchscope.run.isolation import run_isolated
 
     spec = TrialSpec(
         workload="resnet18",

@@ -32,8 +32,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from batchscope.engine import run_trial
-from batchscope.plan import TrialSpec
+from batchscope.core.plan import TrialSpec
+from batchscope.engine.trial import run_trial
 from batchscope.workloads import WorkloadOptions, load_workload
 
 

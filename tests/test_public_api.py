@@ -39,9 +39,9 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_core_types_are_the_real_ones() -> None:
+    from batchscope.core.plan import Plan
+    from batchscope.core.results import RunResult
     from batchscope.errors import BatchscopeError
-    from batchscope.plan import Plan
-    from batchscope.results import RunResult
     from batchscope.workloads import Workload
 
     assert batchscope.Plan is Plan
@@ -55,8 +55,8 @@ def test_sweep_stays_the_function_when_its_module_is_imported() -> None:
     # importing the submodule of the same name must not replace the one-call API
     import importlib
 
-    module = importlib.import_module("batchscope.sweeper")
-    from batchscope.sweeper import run_sweep  # noqa: F401
+    module = importlib.import_module("batchscope.run.sweep")
+    from batchscope.run.sweep import run_sweep  # noqa: F401
 
     assert batchscope.sweep is module.sweep
     assert batchscope.run_sweep is module.run_sweep
@@ -74,7 +74,7 @@ def test_import_batchscope_does_not_import_torch() -> None:
 def test_help_does_not_import_torch() -> None:
     script = f"""
 import sys
-from batchscope import cli
+from batchscope.cli import app as cli
 try:
     cli.main(["--help"])
 except SystemExit as stop:
@@ -91,7 +91,7 @@ print("ok")
 def test_sweep_help_does_not_import_torch() -> None:
     script = f"""
 import sys
-from batchscope import cli
+from batchscope.cli import app as cli
 try:
     cli.main(["sweep", "--help"])
 except SystemExit as stop:

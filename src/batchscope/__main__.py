@@ -1,5 +1,5 @@
 """``python -m batchscope``."""
 
-from .cli import main
+from batchscope.cli.app import main
 
 main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import UsageError
+from batchscope.errors import UsageError
 
 _SIZE_UNITS = {
     "": 1,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchscope.cli import main
+from batchscope.cli.app import main
 
 CliResult = tuple[int, str, str]
 

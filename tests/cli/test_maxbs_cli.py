@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from batchscope.plan import TrialSpec
-from batchscope.runner import run_isolated
+from batchscope.core.plan import TrialSpec
+from batchscope.run.isolation import run_isolated
 from batchscope.units import parse_bytes
 from conftest import CliResult, run_cli
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batchscope.cli import main
-from batchscope.results import RunResult, StepStats, TrialResult
+from batchscope.cli.app import main
+from batchscope.core.results import RunResult, StepStats, TrialResult
 from conftest import CliResult, run_cli
 
 

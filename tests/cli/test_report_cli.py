@@ -8,9 +8,9 @@ import json
 import math
 from pathlib import Path
 
+from batchscope.core.results import RunResult, StepStats, TrialResult
 from batchscope.report.export import to_json
-from batchscope.results import RunResult, StepStats, TrialResult
-from batchscope.store import Store
+from batchscope.run.store import Store
 from conftest import CliResult, run_cli
 
 RUN_ID = "20260101-120000-abcd"

@@ -224,7 +224,7 @@ def test_workloads_lists_the_builtins(tmp_path: Path) -> None:
 def test_env_json_is_pure_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from batchscope import cli
+    from batchscope.cli import app as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["env", "--json"])
@@ -237,7 +237,7 @@ def test_env_json_is_pure_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_env_table(capsys: pytest.CaptureFixture[str]) -> None:
-    from batchscope import cli
+    from batchscope.cli import app as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["env"])

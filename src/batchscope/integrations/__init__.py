@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UsageError
+from batchscope.errors import UsageError
 
 #: framework name -> module under batchscope.integrations
 FRAMEWORKS = {"fastai": "fastai", "keras": "keras"}

@@ -51,15 +51,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BatchscopeError, UsageError, WorkloadError
-from . import importable_entry
-from ._trial import CallbackClock, Progress, measured_protocol, new_result
+from batchscope.errors import BatchscopeError, UsageError, WorkloadError
+from batchscope.integrations import importable_entry
+from batchscope.integrations.callback_clock import (
+    CallbackClock,
+    Progress,
+    measured_protocol,
+    new_result,
+)
 
 if TYPE_CHECKING:
-    from ..plan import TrialSpec
-    from ..results import EpochRecord, RunResult, TrialResult
-    from ..store import Store
-    from ..sweeper import OnEvent
+    from batchscope.core.plan import TrialSpec
+    from batchscope.core.results import EpochRecord, RunResult, TrialResult
+    from batchscope.run.store import Store
+    from batchscope.run.sweep import OnEvent
 
 #: the protocol a trial runs when none is given
 DEFAULT_FIT = "fine_tune(1)"
@@ -184,7 +189,7 @@ class FitProtocol:
     def run(self, learn: Any) -> None:
         """Train ``learn`` with this protocol."""
         if self.function is not None:
-            from ..workloads.loader import resolve_callable
+            from batchscope.workloads.loader import resolve_callable
 
             resolve_callable(self.function, what="--fit")(learn)
         else:
@@ -315,8 +320,8 @@ def _build_learner(entry: str, batch_size: int) -> Any:
     """``make_learner(batch_size)``, checked to be a Learner; user failures are one line."""
     from fastai.learner import Learner
 
-    from ..memory import is_oom_error
-    from ..workloads.loader import resolve_callable
+    from batchscope.hardware.oom import is_oom_error
+    from batchscope.workloads.loader import resolve_callable
 
     func = resolve_callable(entry, what="--fastai")
     try:
@@ -377,7 +382,7 @@ def _options_fit(options: dict[str, Any]) -> str | None:
 def probe(entry: str, options: dict[str, Any]) -> dict[str, Any]:
     """Build one learner (at a small batch size, on the CPU) and describe it.
 
-    Returns the keys of :func:`batchscope.runner.describe_workload` plus
+    Returns the keys of :func:`batchscope.run.isolation.describe_workload` plus
     ``framework``, ``fit`` (the protocol when ``options`` carry it, as
     :func:`sweep_learner` does, else None) and ``metrics``.
     """
@@ -502,7 +507,7 @@ class _TrialState:
             self.last_notify = now
 
     def after_epoch(self, learn: Any) -> None:
-        from ..results import EpochRecord
+        from batchscope.core.results import EpochRecord
 
         self.clock.sync()
         elapsed = time.perf_counter() - self.epoch_start
@@ -591,8 +596,8 @@ def _callbacks(state: _TrialState) -> list[Any]:
 def run_trial(spec: TrialSpec, progress: Progress | None = None) -> TrialResult:
     """One trial: ``make_learner(spec.batch_size)`` on ``spec.device``, trained by ``spec.fit``."""
     _require_fastai()
-    from ..engine import check_device
-    from ..timing import synchronizer
+    from batchscope.engine.instrument import synchronizer
+    from batchscope.engine.trial import check_device
 
     notify: Progress = progress or _noop
     setup_start = time.perf_counter()
@@ -695,9 +700,9 @@ def sweep_learner(
     ``"fit_one_cycle(3)"`` or a top-level ``protocol(learn)`` function. Every
     trial runs in its own child process, like any sweep; ``protocol`` takes the
     other options of :func:`batchscope.sweep` (``warmup``, ``threads``, ``seed``,
-    ``repeats``, ``isolation`` ...). Returns the :class:`~batchscope.results.RunResult`.
+    ``repeats``, ``isolation`` ...). Returns the :class:`~batchscope.core.results.RunResult`.
     """
-    from ..sweeper import sweep
+    from batchscope.run.sweep import sweep
 
     entry = importable_entry(make_learner, "make_learner")
     fit_text = parse_fit(fit).text

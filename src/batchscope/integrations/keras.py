@@ -47,12 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError, WorkloadError
-from . import importable_entry
+from batchscope.errors import UsageError, WorkloadError
+from batchscope.integrations import importable_entry
 
 if TYPE_CHECKING:
-    from ..plan import TrialSpec
-    from ..results import RunResult, TrialResult
+    from batchscope.core.plan import TrialSpec
+    from batchscope.core.results import RunResult, TrialResult
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -174,7 +174,7 @@ def _length(arrays: Any) -> int:
 
 def _import_entry_module(spec: str) -> tuple[Any, Callable[..., Any], str]:
     """(module, make_model, short name) for ``module:func`` / ``file.py:func``."""
-    from ..workloads.loader import resolve_callable
+    from batchscope.workloads.loader import resolve_callable
 
     func = resolve_callable(spec, what="--keras")  # imports, with one-line errors
     target, _, func_name = spec.rpartition(":")
@@ -347,7 +347,7 @@ def probe(entry: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
 
     Runs in the probe's child process before any trial, so a bad entry is one
     clear error before any time is spent training. The keys are those of
-    :func:`batchscope.runner.describe_workload` plus ``framework``.
+    :func:`batchscope.run.isolation.describe_workload` plus ``framework``.
     """
     keras = import_keras()
     loaded = load_entry(entry)
@@ -407,7 +407,7 @@ def _make_callback(
     notify: Progress,
 ) -> Any:
     """A ``keras.callbacks.Callback`` feeding ``clock`` and ``result.epochs``."""
-    from ..results import EpochRecord
+    from batchscope.core.results import EpochRecord
 
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -500,9 +500,9 @@ def run_trial(spec: TrialSpec, progress: Progress | None = None) -> TrialResult:
     Set-up (importing, loading the data, building the model) is not timed; what
     ``measured_protocol`` covers is the whole ``fit``, validation included.
     """
-    from ..engine import check_device
-    from ..timing import synchronizer
-    from ._trial import CallbackClock, measured_protocol, new_result
+    from batchscope.engine.instrument import synchronizer
+    from batchscope.engine.trial import check_device
+    from batchscope.integrations.callback_clock import CallbackClock, measured_protocol, new_result
 
     notify: Progress = progress or (lambda event, payload: None)
     setup_start = time.perf_counter()
@@ -581,7 +581,7 @@ def sweep_model(
     ``protocol`` takes :func:`batchscope.sweep`'s other keywords (``warmup``,
     ``threads``, ``seed``, ``repeats``, ``store``, ``on_event`` ...).
     """
-    from ..sweeper import sweep
+    from batchscope.run.sweep import sweep
 
     if protocol.pop("framework", "keras") != "keras":
         raise UsageError("sweep_model sweeps Keras models: leave out framework=")

@@ -16,7 +16,7 @@
         print(bs, m.result.samples_per_s)
 
 Each block becomes one :class:`~batchscope.TrialResult`, measured the way the
-engine measures its own trials (:class:`~batchscope.integrations._trial.CallbackClock`):
+engine measures its own trials (:class:`~batchscope.integrations.callback_clock.CallbackClock`):
 a step runs from the end of the previous step to the end of its own, the device
 synchronised before the clock is read; the first ``warmup`` full-size steps are
 trained but not counted; a step with fewer samples than ``batch_size`` (the last
@@ -51,16 +51,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError, UsageError
-from ..results import EpochRecord, RunResult, TrialResult
-from ..store import Store
+from batchscope.core.results import EpochRecord, RunResult, TrialResult
+from batchscope.errors import StoreError, UsageError
+from batchscope.run.store import Store
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..monitor import Sampler
-    from ._trial import CallbackClock
+    from batchscope.hardware.monitor import Sampler
+    from batchscope.integrations.callback_clock import CallbackClock
 
 __all__ = ["Measurement", "measure"]
 
@@ -266,8 +266,8 @@ class Measurement:
             raise UsageError(
                 "a measurement runs once: call batchscope.measure(...) again for another block"
             )
-        from ..engine import _reset_peak_rss, check_device
-        from ._trial import CallbackClock
+        from batchscope.engine.trial import _reset_peak_rss, check_device
+        from batchscope.integrations.callback_clock import CallbackClock
 
         device = None
         if self.requested_device is not None:
@@ -353,7 +353,7 @@ class Measurement:
         return self._batches(iterable)
 
     def _batches(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        from ..engine import _batch_length
+        from batchscope.engine.trial import _batch_length
 
         self._pass_samples, self._pass_loss, self._pass_loss_n = 0, None, 0
         start = time.perf_counter()
@@ -416,9 +416,9 @@ class Measurement:
         """The device is known: its clock sync, peak-memory reset and hardware sampler."""
         import torch
 
-        from ..engine import _start_sampler
-        from ..plan import TrialSpec
-        from ..timing import synchronizer
+        from batchscope.core.plan import TrialSpec
+        from batchscope.engine.instrument import synchronizer
+        from batchscope.engine.trial import _start_sampler
 
         self._torch_device = device
         self.device = _canonical(device)
@@ -480,8 +480,8 @@ class Measurement:
     def _build_result(self, exc: BaseException | None) -> TrialResult:
         import torch
 
-        from ..engine import _record_hardware, _record_memory
-        from ..memory import is_oom_error, last_line
+        from batchscope.engine.trial import _record_hardware, _record_memory
+        from batchscope.hardware.oom import is_oom_error, last_line
 
         clock = self._clock
         assert clock is not None
@@ -571,7 +571,7 @@ class Measurement:
 
     def _choose_run(self) -> None:
         """The run id and workload label; refuses to add to a run that is not ours."""
-        from ..store import new_run_id
+        from batchscope.run.store import new_run_id
 
         label = self.requested_workload
         if self.requested_run is None:
@@ -612,7 +612,7 @@ class Measurement:
         return name
 
     def _new_run(self, key: str) -> RunResult:
-        from .. import envinfo
+        from batchscope.hardware import envinfo
 
         workload: dict[str, Any] = {
             "name": self.workload,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExportError
-from ..results import SCHEMA, RunResult
+from batchscope.core.results import SCHEMA, RunResult
+from batchscope.errors import ExportError
 
 if TYPE_CHECKING:
-    from ..explain import RunAnalysis
+    from batchscope.analyse.explain import RunAnalysis
 
 #: Where reports go when the user names no folder: ``./batchscope-results/RUN_ID/``.
 DEFAULT_REPORT_ROOT = "batchscope-results"
@@ -95,20 +95,20 @@ def write_report(
     Creates ``out_dir`` and its parents; raises :class:`~batchscope.errors.ExportError`
     when it cannot. Files already there with the same names are replaced.
     """
-    from .html import render_html
-    from .markdown import render_markdown, report_document
-    from .plots import PLOTS, render_plots
+    from batchscope.report.html import render_html
+    from batchscope.report.markdown import render_markdown, report_document
+    from batchscope.report.plots import PLOTS, render_plots
 
     directory = Path(out_dir).expanduser()
     _make_dir(directory, flag)
     if analysis is None:
-        from ..explain import analyse_run
+        from batchscope.analyse.explain import analyse_run
 
         analysis = analyse_run(run)
     plots = render_plots(analysis, workload=str(run.workload.get("name", "")))
     if plots:  # the hardware timeline and step split, when the trials recorded them
-        from ..variants import series_view
-        from .timeline import render_hardware_plots
+        from batchscope.engine.variants import series_view
+        from batchscope.report.timeline import render_hardware_plots
 
         plots.update(render_hardware_plots(series_view(run)))  # a panel per (device, variant)
     doc = report_document(run, analysis, figures=list(plots))

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ExportError
-from ..results import RunResult
+from batchscope.core.results import RunResult
+from batchscope.errors import ExportError
 
 CSV_FIELDS = (
     "run_id",
@@ -35,7 +35,7 @@ CSV_FIELDS = (
     "threads",
     "seed",
     "error",
-    # variants, accumulation and learning rate (batchscope.variants, batchscope.lr)
+    # variants, accumulation and learning rate (batchscope.engine.variants, batchscope.engine.lr)
     "precision",
     "channels_last",
     "compile",
@@ -44,7 +44,7 @@ CSV_FIELDS = (
     "effective_batch_size",
     "lr",
     "lr_scaling",
-    # energy (batchscope.monitor) and time-to-target (--target)
+    # energy (batchscope.hardware.monitor) and time-to-target (--target)
     "energy_j",
     "energy_per_sample_j",
     "sampler_cpu_fraction",
@@ -144,7 +144,7 @@ def to_csv(run: RunResult) -> str:
 
 def to_markdown(run: RunResult) -> str:
     """The full Markdown report (see :mod:`.markdown`), without the plots: one file."""
-    from .markdown import to_markdown as full_report
+    from batchscope.report.markdown import to_markdown as full_report
 
     return full_report(run)
 

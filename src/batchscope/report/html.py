@@ -16,8 +16,8 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..results import RunResult
-from .markdown import (
+from batchscope.core.results import RunResult
+from batchscope.report.markdown import (
     Bullets,
     Document,
     Fields,
@@ -29,7 +29,7 @@ from .markdown import (
 )
 
 if TYPE_CHECKING:
-    from ..explain import RunAnalysis
+    from batchscope.analyse.explain import RunAnalysis
 
 #: Nothing may load but inline styles and data: images.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -151,10 +151,10 @@ def to_html(
     plots: Mapping[str, bytes] | None = None,
 ) -> str:
     """The full HTML report. Renders the plots unless ``plots`` are given."""
-    from .plots import render_plots
+    from batchscope.report.plots import render_plots
 
     if analysis is None:
-        from ..explain import analyse_run
+        from batchscope.analyse.explain import analyse_run
 
         analysis = analyse_run(run)
     if plots is None:

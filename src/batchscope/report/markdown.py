@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..analysis import Speedup, best_throughput, ok_trials, per_sample, speedup
-from ..results import RunResult, TrialResult
-from ..units import format_bytes, format_seconds, format_with_spread
-from .rows import device_rows, headers
+from batchscope.analyse.speedup import Speedup, best_throughput, ok_trials, per_sample, speedup
+from batchscope.core.results import RunResult, TrialResult
+from batchscope.report.rows import device_rows, headers
+from batchscope.units import format_bytes, format_seconds, format_with_spread
 
 if TYPE_CHECKING:
-    from ..explain import DeviceAnalysis, RunAnalysis
-    from ..fit import CurveFit, Estimate
+    from batchscope.analyse.curves import CurveFit, Estimate
+    from batchscope.analyse.explain import DeviceAnalysis, RunAnalysis
 
 # ---------------------------------------------------------------- the document model
 
@@ -326,9 +326,9 @@ def report_document(
     run: RunResult, analysis: RunAnalysis | None = None, *, figures: Iterable[str] = ()
 ) -> Document:
     """The whole report; ``figures`` are the PNG file names to show (see :mod:`.plots`)."""
-    from ..explain import analyse_run
-    from ..variants import series_view
-    from .plots import plot_title
+    from batchscope.analyse.explain import analyse_run
+    from batchscope.engine.variants import series_view
+    from batchscope.report.plots import plot_title
 
     run = series_view(run)  # one section per (device, variant): "cpu bf16"
     if analysis is None:
@@ -481,8 +481,8 @@ def compare_document(a: RunResult, b: RunResult) -> Document:
     Repeats are pooled and variants are series of their own ("cpu bf16"), so every
     measured step counts and a bf16 trial is never set against an fp32 one.
     """
-    from ..analysis import merge_repeats
-    from ..variants import series_view
+    from batchscope.analyse.speedup import merge_repeats
+    from batchscope.engine.variants import series_view
 
     a, b = merge_repeats(series_view(a)), merge_repeats(series_view(b))
     blocks: list[Block] = []

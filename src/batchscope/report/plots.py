@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..explain import NO_STEP_TIMES
-from ..units import format_bytes
+from batchscope.analyse.explain import NO_STEP_TIMES
+from batchscope.units import format_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..explain import DeviceAnalysis, RunAnalysis
+    from batchscope.analyse.explain import DeviceAnalysis, RunAnalysis
 
 #: Figure size (inches) and resolution: 880 × 550 pixels.
 FIGSIZE = (8.0, 5.0)
@@ -658,6 +658,6 @@ def plot_title(filename: str) -> str:
     for spec in PLOTS:
         if spec.filename == filename:
             return spec.title
-    from .timeline import HARDWARE_TITLES
+    from batchscope.report.timeline import HARDWARE_TITLES
 
     return HARDWARE_TITLES.get(filename, filename)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis import best_throughput, ok_trials, relative_performance
-from ..results import RunResult, TrialResult
-from ..units import format_bytes, format_seconds, format_with_spread
+from batchscope.analyse.speedup import best_throughput, ok_trials, relative_performance
+from batchscope.core.results import RunResult, TrialResult
+from batchscope.units import format_bytes, format_seconds, format_with_spread
 
 
 @dataclass
@@ -120,7 +120,7 @@ def merged_rows(run: RunResult, device: str) -> list[Row]:
     repeats × steps; samples/s: the merged figure with its range across repeats in
     brackets. A batch size where no repeat finished shows its first failure.
     """
-    from ..stats import median, merge_repeats
+    from batchscope.analyse.stats import median, merge_repeats
 
     by_size: dict[int, list[TrialResult]] = {}
     for t in run.trials:

@@ -6,9 +6,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import device_speedups
-from ..results import RunResult
-from .rows import device_rows, headers
+from batchscope.analyse.speedup import device_speedups
+from batchscope.core.results import RunResult
+from batchscope.report.rows import device_rows, headers
 
 
 def speedup_lines(run: RunResult) -> list[str]:
@@ -21,8 +21,8 @@ def speedup_lines(run: RunResult) -> list[str]:
 
 
 def render_run(run: RunResult) -> Group:
-    from ..explain import analyse_run, speedup_text, summary_lines
-    from ..variants import series_view
+    from batchscope.analyse.explain import analyse_run, speedup_text, summary_lines
+    from batchscope.engine.variants import series_view
 
     run = series_view(run)  # one table per (device, variant): "cpu bf16"
     analysis = analyse_run(run)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..monitor import Sample, samples_to_rows
-from ..results import RunResult
+from batchscope.core.results import RunResult
+from batchscope.hardware.monitor import Sample, samples_to_rows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,7 +55,7 @@ def timeline_figure(
 ) -> Figure:
     """Utilisation (CPU of the process tree as % of all cores, each GPU) and memory over time.
 
-    ``rows`` are :func:`batchscope.monitor.samples_to_rows` dicts; rows with a
+    ``rows`` are :func:`batchscope.hardware.monitor.samples_to_rows` dicts; rows with a
     ``None`` time are drawn as gaps (between trials).
     """
     from matplotlib.figure import Figure

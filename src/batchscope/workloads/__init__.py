@@ -6,8 +6,8 @@ A spec is a built-in name (``resnet18``), ``module:function`` or
 
 from __future__ import annotations
 
-from .base import Workload, accuracy
-from .loader import BUILTINS, WorkloadOptions, describe_builtins, load_workload
+from batchscope.workloads.base import Workload, accuracy
+from batchscope.workloads.loader import BUILTINS, WorkloadOptions, describe_builtins, load_workload
 
 __all__ = [
     "BUILTINS",

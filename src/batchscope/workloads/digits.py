@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .base import Workload, accuracy
-from .loader import WorkloadOptions
+from batchscope.workloads.base import Workload, accuracy
+from batchscope.workloads.loader import WorkloadOptions
 
 
 class DigitsCNN(nn.Module):

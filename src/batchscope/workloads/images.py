@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from batchscope.errors import DataError
 
 #: ImageNet channel statistics: what torchvision's ResNet weights were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

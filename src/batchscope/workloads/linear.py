@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .base import Workload
-from .loader import WorkloadOptions
+from batchscope.workloads.base import Workload
+from batchscope.workloads.loader import WorkloadOptions
 
 N_FEATURES = 10
 NOISE_STD = 0.1

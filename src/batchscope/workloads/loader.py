@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkloadError
-from .base import Workload
+from batchscope.errors import WorkloadError
+from batchscope.workloads.base import Workload
 
 #: name -> (module that builds it, one-line description). Modules are imported only
 #: when the workload is used, so listing them does not import torch.

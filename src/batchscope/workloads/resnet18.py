@@ -18,10 +18,10 @@ import torchvision
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import DataError, WorkloadError
-from .base import Workload, accuracy
-from .images import image_folder_split, sample_photo_split
-from .loader import BUILTINS, WorkloadOptions
+from batchscope.errors import DataError, WorkloadError
+from batchscope.workloads.base import Workload, accuracy
+from batchscope.workloads.images import image_folder_split, sample_photo_split
+from batchscope.workloads.loader import BUILTINS, WorkloadOptions
 
 NAME = "resnet18"
 DEFAULT_IMAGES = 600

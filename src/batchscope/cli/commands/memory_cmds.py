@@ -1,0 +1,334 @@
+"""CLI commands: memory (``batchscope maxbs``, the largest batch size that fits)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from batchscope.cli.app import (
+    DataOpt,
+    ImagesOpt,
+    WeightsOpt,
+    WorkloadArg,
+    _state,
+    _workload_options,
+    app,
+    default_threads,
+    stderr,
+    stdout,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from batchscope.run.maxbs import MaxBatchResult, SearchTrial
+
+MAXBS_EPILOG = """\
+How it searches: two small probe sizes, a line memory(b) = a + m·b through their
+peaks, a jump to the largest size the line allows under the budget, then
+verification and bisection until the size one --granularity step above the answer
+has failed. Every attempt is --steps training steps and one validation step in a
+fresh process; the answer is re-run until it has passed --verify-repeats times.
+
+The budget: --memory-limit; without it, a GPU's free memory, or on the CPU the
+memory available on the machine. On the CPU a trial fails when its measured peak
+(growth of resident memory over the set-up) exceeds the budget less --margin.
+
+Examples:
+
+  batchscope maxbs resnet18 --device cpu --memory-limit 4GiB
+
+  batchscope maxbs simplecnn --memory-limit 1GiB --granularity 8 --margin 0.1 --json m.json
+
+  batchscope maxbs my_project/train.py:make_workload --device cuda
+"""
+
+
+@app.command(epilog=MAXBS_EPILOG)
+def maxbs(
+    workload: WorkloadArg,
+    device: Annotated[
+        str,
+        typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps or xpu."),
+    ] = "cpu",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="The memory budget, e.g. 4GiB or 512MB (default: a GPU's free memory; "
+            "on the CPU, the memory available).",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", help="Training steps per attempt (then one validation step).")
+    ] = 3,
+    granularity: Annotated[
+        int,
+        typer.Option(
+            "--granularity", help="The answer is a multiple of this (e.g. 8 for tensor cores)."
+        ),
+    ] = 1,
+    margin: Annotated[
+        float,
+        typer.Option(
+            "--margin", help="Fraction of the budget kept free, in [0, 1): 0.1 keeps 10 %."
+        ),
+    ] = 0.0,
+    start: Annotated[
+        int | None,
+        typer.Option(
+            "--start",
+            help="The first size tried (default: 8, rounded up to --granularity).",
+            show_default=False,
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-size",
+            help="Search no higher than this (default and upper bound: the training set size).",
+            show_default=False,
+        ),
+    ] = None,
+    verify_repeats: Annotated[
+        int,
+        typer.Option(
+            "--verify-repeats",
+            help="How many times the answer must run and pass (1: no re-run).",
+        ),
+    ] = 2,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--trial-timeout",
+            help="Seconds before an attempt is stopped and counted as not fitting.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="torch.set_num_threads for every attempt (default: all cores available).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, data order and data.")] = 0,
+    data: DataOpt = None,
+    weights: WeightsOpt = None,
+    images: ImagesOpt = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="Write the answer and every attempt as JSON.", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Find the largest batch size that trains within a memory budget."""
+    import json
+
+    from batchscope.errors import UsageError
+    from batchscope.report.export import _write, check_writable
+    from batchscope.run.maxbs import _check_args, find_max_batch_size
+    from batchscope.units import parse_bytes
+
+    if json_path:
+        check_writable(json_path, "--json")
+    limit = parse_bytes(memory_limit, what="--memory-limit") if memory_limit is not None else None
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads} must be at least 1")
+    # every flag is checked before the workload is loaded
+    _check_args(
+        steps=steps,
+        granularity=granularity,
+        margin=margin,
+        start=start,
+        max_batch_size=max_batch_size,
+        threads=threads,
+        verify_repeats=verify_repeats,
+        memory_limit_bytes=limit,
+        trial_timeout_s=trial_timeout,
+    )
+    options = _workload_options(data, weights, images, seed)
+    err = stderr()
+    display = _SearchDisplay(err, enabled=not quiet)
+    with display:
+        result = find_max_batch_size(
+            workload,
+            device=device,
+            memory_limit_bytes=limit,
+            steps=steps,
+            granularity=granularity,
+            margin=margin,
+            start=start,
+            max_batch_size=max_batch_size,
+            workload_options=options,
+            threads=threads or default_threads(),
+            seed=seed,
+            verify_repeats=verify_repeats,
+            trial_timeout_s=trial_timeout,
+            on_event=display.on_event,
+            debug=_state["debug"],
+        )
+    print_result(result, stdout())
+    if json_path:
+        _write(json_path, json.dumps(result.to_dict(), indent=2) + "\n", "--json")
+        if not quiet:
+            err.print(f"wrote {json_path}", highlight=False)
+    if result.max_batch_size is None:
+        raise typer.Exit(1)
+
+
+def _outcome(trial: SearchTrial) -> str:
+    if trial.fits:
+        return "[green]fits[/]"
+    return f"[red]{trial.status}[/]"
+
+
+def print_result(result: MaxBatchResult, console: Console) -> None:
+    """The answer, every attempt, the memory line and the time: what ``maxbs`` prints."""
+    from rich.table import Table
+
+    from batchscope.units import format_bytes, format_seconds
+
+    budget = f"{format_bytes(result.budget_bytes)} ({result.budget_source})"
+    if result.margin:
+        budget += f" less a {result.margin:g} margin = {format_bytes(result.limit_bytes)}"
+    where = f"{result.workload} on {result.device}, budget {budget}"
+    if result.max_batch_size is None:
+        console.print(f"[bold red]No batch size fits[/]: {where}", highlight=False)
+    else:
+        runs = result.verified_runs
+        console.print(
+            f"[bold]Largest batch size: {result.max_batch_size}[/]  ({where}; "
+            f"passed {runs} run{'s' if runs != 1 else ''})",
+            highlight=False,
+        )
+        if result.limited_by != "memory":
+            cap = "training set size" if result.limited_by == "training set" else "--max-batch-size"
+            console.print(f"limited by the {cap}, not by memory", highlight=False)
+        elif result.smallest_failure is not None:
+            failed = next(
+                t for t in result.trials if t.batch_size == result.smallest_failure and not t.fits
+            )
+            why = failed.error or failed.status
+            console.print(f"batch size {result.smallest_failure} does not: {why}", highlight=False)
+    if result.uncertain_band:
+        lo, hi = result.uncertain_band
+        sizes = f"batch size {lo}" if lo == hi else f"batch sizes {lo}–{hi}"
+        console.print(
+            f"[yellow]uncertain:[/] {sizes} passed and failed on different runs: outcomes "
+            "there are not repeatable, so the answer is the largest size below that passed "
+            "every run",
+            highlight=False,
+        )
+    table = Table(box=None, pad_edge=False)
+    for col, justify in (
+        ("#", "right"),
+        ("Batch size", "right"),
+        ("Why", "left"),
+        ("Outcome", "left"),
+        ("Peak memory", "right"),
+        ("Step time", "right"),
+        ("Trial time", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for i, t in enumerate(result.trials, 1):
+        table.add_row(
+            str(i),
+            str(t.batch_size),
+            t.reason,
+            _outcome(t),
+            format_bytes(t.peak_memory_bytes),
+            format_seconds(t.step_time_s),
+            format_seconds(t.seconds),
+        )
+    console.print(table)
+    fit = result.memory_fit
+    if fit is not None:
+        line = (
+            f"memory ≈ {format_bytes(fit.a_bytes)} + {format_bytes(fit.m_bytes_per_sample)} × "
+            f"batch size (R² {fit.r2:.4f}, {fit.n} points"
+        )
+        if fit.m_ci95_bytes is not None:
+            lo_m, hi_m = fit.m_ci95_bytes
+            line += f"; per sample 95 % CI {format_bytes(lo_m)}–{format_bytes(hi_m)}"
+        console.print(line + ")", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    n = len(result.trials)
+    console.print(
+        f"{n} trial{'s' if n != 1 else ''} in {format_seconds(result.seconds)}", highlight=False
+    )
+
+
+class _SearchDisplay:
+    """Live progress of a search on stderr; a no-op when disabled."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.enabled = enabled
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task: Any = None
+        self.label = ""
+
+    def __enter__(self) -> _SearchDisplay:
+        if self.enabled:
+            self.progress.start()
+            self.task = self.progress.add_task("loading the workload…", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def on_event(self, kind: str, payload: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from batchscope.units import format_bytes
+
+        if kind == "probe":
+            for note in payload["workload"].get("notes", []):
+                self.console.print(f"[yellow]note:[/] {note}", highlight=False)
+        elif kind == "budget":
+            self.console.print(
+                f"budget {format_bytes(payload['budget_bytes'])} ({payload['source']})"
+                + (
+                    f", trials must stay under {format_bytes(payload['limit_bytes'])}"
+                    if payload["limit_bytes"] != payload["budget_bytes"]
+                    else ""
+                ),
+                highlight=False,
+            )
+        elif kind == "trial_start":
+            self.label = (
+                f"trial {payload['index'] + 1}: batch size {payload['batch_size']} "
+                f"({payload['reason']})"
+            )
+            self.progress.update(self.task, description=f"{self.label} starting")
+        elif kind == "trial_progress":
+            if payload.get("event") == "step":
+                self.progress.update(
+                    self.task,
+                    description=f"{self.label} step {payload['done']}/{payload['total']}",
+                )
+        elif kind == "trial_done":
+            t = payload["trial"]
+            mark = "[green]✓[/]" if t.fits else "[red]✗[/]"
+            detail = "fits" if t.fits else f"{t.status}: {t.error or ''}"
+            peak = ""
+            if t.peak_memory_bytes and "peak" not in detail:
+                peak = f", peak {format_bytes(t.peak_memory_bytes)}"
+            self.console.print(f"{mark} batch size {t.batch_size}: {detail}{peak}", highlight=False)
+            self.progress.update(self.task, description="choosing the next size…")

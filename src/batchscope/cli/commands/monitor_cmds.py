@@ -1,0 +1,129 @@
+"""CLI commands: hardware monitoring (``watch``)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchscope.cli.app import app, stderr
+from batchscope.errors import ExportError
+from batchscope.run.watch import WatchResult
+from batchscope.units import format_bytes, format_seconds
+
+WATCH_EPILOG = """\
+Examples:
+
+  batchscope watch -- python train.py --bs 64
+
+  batchscope watch --out runs/fastai-bs64 -- python fastai_script.py
+"""
+
+
+def _command_text(command: list[str], limit: int = 80) -> str:
+    """The command on one line, shortened: a ``-c`` script must not span the screen."""
+    text = " ".join(" ".join(shlex.join(command).split()).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _summary_lines(result: WatchResult) -> list[str]:
+    s = result.summary
+
+    def pct(x: float | None) -> str:
+        return "not available" if x is None else f"{x:.0f} %"
+
+    cores = os.cpu_count() or 1
+    lines = [
+        f"command: {_command_text(result.command)} → exit status {result.returncode}"
+        + (" (interrupted)" if result.interrupted else ""),
+        f"duration: {format_seconds(result.duration_s)} ({s.n_samples} samples)",
+        f"CPU (process tree): mean {pct(s.cpu_process_percent_mean)}, max "
+        f"{pct(s.cpu_process_percent_max)} of one core ({cores} cores here)",
+        f"peak resident memory: {format_bytes(s.peak_rss_bytes)}",
+    ]
+    if s.gpu_utilization_percent_mean is not None:
+        lines.append(
+            f"GPU utilisation: mean {pct(s.gpu_utilization_percent_mean)}, "
+            f"max {pct(s.gpu_utilization_percent_max)}"
+        )
+        lines.append(f"peak GPU memory used: {format_bytes(s.gpu_memory_used_bytes_max)}")
+    else:
+        lines.append("GPU: not available (" + result.unavailable.get("gpu", "no GPU") + ")")
+    if s.energy_j is not None:
+        lines.append(f"energy: {s.energy_j:,.1f} J")
+    else:
+        lines.append("energy: not available (no RAPL counter or GPU energy reading)")
+    return lines
+
+
+@app.command(epilog=WATCH_EPILOG)
+def watch(
+    command: Annotated[
+        list[str], typer.Argument(help="The command to run, after '--'.", show_default=False)
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Folder for timeline.png, "
+            "samples.csv and summary.json (default: "
+            "batchscope-results/watch-TIME)",
+            show_default=False,
+        ),
+    ] = None,
+    sample_interval: Annotated[
+        float, typer.Option("--sample-interval", help="Seconds between readings.")
+    ] = 0.1,
+) -> None:
+    """Run any command and record CPU/GPU utilisation, memory, power and energy over time."""
+    from batchscope.report.timeline import timeline_png
+    from batchscope.run.watch import watch_command
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out) if out else Path("batchscope-results") / f"watch-{stamp}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"--out {str(out_dir)!r} cannot be created: {exc.strerror}") from exc
+    if not os.access(out_dir, os.W_OK):
+        raise ExportError(f"--out {str(out_dir)!r} is not writable")
+    result = watch_command(command, interval_s=sample_interval)
+    from batchscope.hardware.monitor import samples_to_rows
+
+    rows = samples_to_rows(result.samples)
+    fields = sorted({k for row in rows for k in row}, key=lambda k: (k != "t_s", k))
+    with open(out_dir / "samples.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "command": result.command,
+                "returncode": result.returncode,
+                "duration_s": result.duration_s,
+                "interrupted": result.interrupted,
+                "summary": result.summary.to_dict(),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    timeline_png(
+        result.samples,
+        out_dir / "timeline.png",
+        title=f"batchscope watch: {_command_text(result.command, 70)}",
+    )
+    err = stderr()
+    for line in _summary_lines(result):
+        err.print(line, highlight=False, markup=False)
+    err.print(f"wrote {out_dir / 'timeline.png'}, samples.csv, summary.json", highlight=False)
+    code = result.returncode
+    raise typer.Exit(code if code >= 0 else 128 - code)

@@ -1,0 +1,1 @@
+"""The contract: plain data that every stage reads (results, plans, targets); no torch."""

@@ -1,0 +1,378 @@
+"""What to run: batch sizes × devices × repeats, parsed and validated up front.
+
+Everything here is plain data so that a trial can be sent to a child process as
+JSON and stored for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchscope.errors import DeviceError, UsageError
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """Parse ``"16,32,64"``, a power-of-two range ``"16..256"``, or a mix of both.
+
+    Returns the sizes in ascending order without duplicates.
+    """
+    if text is None or not str(text).strip():
+        raise UsageError("--batch-sizes is empty: give sizes like 16,32,64 or a range 16..256")
+    sizes: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise UsageError(f"--batch-sizes {text!r} has an empty item: use e.g. 16,32,64")
+        if ".." in part:
+            lo_text, _, hi_text = part.partition("..")
+            lo, hi = _positive_int(lo_text, text), _positive_int(hi_text, text)
+            if lo > hi:
+                raise UsageError(f"--batch-sizes range {part!r} runs backwards: use {hi}..{lo}")
+            b = lo
+            while b <= hi:
+                sizes.add(b)
+                b *= 2
+        else:
+            sizes.add(_positive_int(part, text))
+    return sorted(sizes)
+
+
+def _positive_int(item: str, whole: str) -> int:
+    item = item.strip()
+    if not re.fullmatch(r"[+-]?\d+", item):
+        raise UsageError(
+            f"batch size {item!r} in {whole!r} is not a whole number: use e.g. 16,32,64 or 16..256"
+        )
+    value = int(item)
+    if value <= 0:
+        raise UsageError(f"batch size {value} in {whole!r} must be at least 1")
+    return value
+
+
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+def parse_devices(text: str, available: list[str]) -> list[str]:
+    """Parse ``"cpu,cuda"`` or ``"auto"`` against the devices this machine has.
+
+    ``available`` lists canonical names such as ``["cpu", "cuda:0", "mps"]``;
+    ``cuda`` means ``cuda:0``. An unknown or absent device is a :class:`DeviceError`.
+    """
+    if not text or not text.strip():
+        raise UsageError("--devices is empty: use cpu, cuda, cuda:1, mps or auto")
+    devices: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        if name == "auto":
+            candidates = list(available)
+        else:
+            if not _DEVICE_RE.match(name):
+                raise DeviceError(
+                    f"unknown device {raw.strip()!r}: use cpu, cuda, cuda:N, mps, xpu or auto"
+                )
+            if name in ("cuda", "xpu"):
+                name = f"{name}:0"
+            if name not in available:
+                present = ", ".join(available)
+                raise DeviceError(
+                    f"device {raw.strip()!r} is not present here (present: {present})"
+                )
+            candidates = [name]
+        for device in candidates:
+            if device not in devices:
+                devices.append(device)
+    return devices
+
+
+def check_device_names(text: str) -> None:
+    """Refuse an empty or unknown device name (``tpu``) before anything is loaded.
+
+    Whether a known name is present on this machine is :func:`parse_devices`'s
+    question, answered once the machine has been probed.
+    """
+    names = [raw.strip().lower() for raw in (text or "").split(",")]
+    known = [f"{n}:0" if n in ("cuda", "xpu") else n for n in names if _DEVICE_RE.match(n)]
+    parse_devices(text, known)
+
+
+@dataclass(kw_only=True)
+class TrialSpec:
+    """One trial: the full recipe a child process needs, as plain data."""
+
+    workload: str
+    workload_options: dict[str, Any]
+    device: str
+    batch_size: int
+    steps: int | None = None
+    epochs: int | None = None
+    freeze_epochs: int = 0
+    warmup: int = 3
+    threads: int | None = None
+    seed: int = 0
+    drop_last: bool = False
+    workers: int = 0
+    repeat: int = 0
+    memory_limit_bytes: int | None = None
+    #: with ``steps``: this many forward passes in eval mode without gradients after
+    #: the training steps, so the peak covers validation too (the batch-size search)
+    validation_steps: int = 0
+    #: synchronise between the phases of a step to split its time (costs time itself)
+    breakdown: bool = False
+    #: seconds between hardware readings during the protocol; 0 turns sampling off
+    sample_interval_s: float = 0.1
+    #: variants (batchscope.engine.variants) and gradient accumulation
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = 1
+    #: learning-rate scaling (batchscope.engine.lr) relative to base_batch_size (effective sizes)
+    lr_scaling: str = "none"
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
+    #: ``METRIC=VALUE`` (``--target``): record when validation first met it (target.py)
+    target: str | None = None
+    #: who trains: "torch" (batchscope's engine on a Workload), "fastai" (the user's
+    #: Learner, ``workload`` = ``module:make_learner``) or "keras" (``module:make_model``)
+    framework: str = "torch"
+    #: fastai's protocol, e.g. ``fine_tune(1)`` or ``fit_one_cycle(3)`` (integrations.fastai)
+    fit: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the trial within a run (what ``--resume`` matches on).
+
+        Non-default variants are appended, so keys of default trials never change.
+        """
+        key = f"{self.device}|bs={self.batch_size}|r={self.repeat}"
+        if self.precision != "fp32":
+            key += f"|{self.precision}"
+        if self.channels_last:
+            key += "|cl"
+        if self.compile:
+            key += "|compile"
+        if self.accumulate > 1:
+            key += f"|acc={self.accumulate}"
+        if self.lr_scaling != "none":
+            key += f"|lr={self.lr_scaling}@{self.base_batch_size}"
+        if self.lr_warmup_steps:
+            key += f"|lrw={self.lr_warmup_steps}"
+        return key
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(kw_only=True)
+class Plan:
+    """A sweep: the grid and the protocol shared by every trial."""
+
+    workload: str
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    batch_sizes: list[int]
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    steps: int | None = None
+    epochs: int | None = None
+    freeze_epochs: int = 0
+    warmup: int = 3
+    threads: int | None = None
+    seed: int = 0
+    drop_last: bool = False
+    workers: int = 0
+    repeats: int = 1
+    memory_limit_bytes: int | None = None
+    breakdown: bool = False
+    sample_interval_s: float = 0.1
+    target: str | None = None
+    #: variant axes (batchscope.engine.variants): every precision is a further axis of the grid
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    channels_last: bool = False
+    compile: bool = False
+    accumulate: int = 1
+    lr_scaling: str = "none"
+    #: None: the smallest effective batch size of the plan
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
+    #: see TrialSpec.framework and TrialSpec.fit
+    framework: str = "torch"
+    fit: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.batch_sizes:
+            raise UsageError("no batch sizes given: use e.g. --batch-sizes 16,32,64")
+        for b in self.batch_sizes:
+            if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+                raise UsageError(f"batch size {b!r} must be a whole number of at least 1")
+        if self.steps is not None and self.epochs is not None:
+            raise UsageError("give either --steps or --epochs, not both")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps {self.steps} must be at least 1")
+        if self.epochs is not None and self.epochs < 0:
+            raise UsageError(f"--epochs {self.epochs} must be at least 0")
+        if self.freeze_epochs < 0:
+            raise UsageError(f"--freeze-epochs {self.freeze_epochs} must be at least 0")
+        if self.freeze_epochs and self.epochs is None:
+            raise UsageError("--freeze-epochs needs --epochs (a training protocol of epochs)")
+        if self.epochs is not None and self.epochs + self.freeze_epochs < 1:
+            raise UsageError("--epochs 0 with no --freeze-epochs trains nothing: use --epochs 1")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup {self.warmup} must be at least 0")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads} must be at least 1")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be at least 0")
+        if self.sample_interval_s < 0:
+            raise UsageError(
+                f"--sample-interval {self.sample_interval_s:g} must be 0 (off) or more seconds"
+            )
+        if self.repeats < 1:
+            raise UsageError(f"--repeats {self.repeats} must be at least 1")
+        if self.target is not None:
+            from batchscope.core.target import parse_target
+
+            parse_target(self.target)
+            if self.epochs is None:
+                raise UsageError(
+                    "--target needs --epochs: the metric is measured by validating after each epoch"
+                )
+        self._validate_variants()
+        if self.framework != "torch":
+            self._validate_framework()
+        elif self.fit is not None:
+            raise UsageError("--fit is fastai's protocol: use it with --fastai module:make_learner")
+        if self.steps is None and self.epochs is None:
+            if self.framework == "keras":
+                self.epochs = 1
+            elif self.framework == "torch":
+                self.steps = 20
+
+    def _validate_framework(self) -> None:
+        """fastai and Keras run the user's own training: only what they can honour."""
+        name = {"fastai": "--fastai", "keras": "--keras"}.get(self.framework)
+        if name is None:
+            raise UsageError(
+                f"unknown framework {self.framework!r}: use 'torch', 'fastai' or 'keras'"
+            )
+        if self.steps is not None:
+            raise UsageError(
+                f"{name} runs whole epochs: use "
+                + ("--fit 'fine_tune(1)'" if self.framework == "fastai" else "--epochs N")
+                + " instead of --steps"
+            )
+        if self.framework == "fastai" and self.epochs is not None:
+            raise UsageError(
+                "--fastai takes its protocol from --fit (e.g. 'fit_one_cycle(3)'), not --epochs"
+            )
+        if self.framework == "keras" and self.fit is not None:
+            raise UsageError("--fit is fastai's protocol; with --keras use --epochs N")
+        refused = {
+            "--freeze-epochs": self.freeze_epochs != 0,
+            "--precision": self.precisions != ["fp32"],
+            "--channels-last": self.channels_last,
+            "--compile": self.compile,
+            "--accumulate": self.accumulate != 1,
+            "--lr-scaling": self.lr_scaling != "none",
+            "--lr-warmup-steps": self.lr_warmup_steps != 0,
+            "--breakdown": self.breakdown,
+            "--target": self.target is not None,
+            "--workers": self.workers != 0,
+            "--drop-last": self.drop_last,
+        }
+        given = [flag for flag, on in refused.items() if on]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot be applied to a {self.framework} "
+                f"{'Learner' if self.framework == 'fastai' else 'model'}: set it in your own "
+                f"{'make_learner' if self.framework == 'fastai' else 'make_model'} instead"
+            )
+
+    def _validate_variants(self) -> None:
+        from batchscope.engine.lr import check_lr_scaling
+        from batchscope.engine.variants import parse_precisions
+
+        self.precisions = parse_precisions(self.precisions)
+        if isinstance(self.accumulate, bool) or self.accumulate < 1:
+            raise UsageError(f"--accumulate {self.accumulate} must be at least 1 (1: off)")
+        if self.accumulate > 1 and self.breakdown:
+            raise UsageError("--breakdown cannot split accumulated steps yet: drop one of them")
+        self.lr_scaling = check_lr_scaling(self.lr_scaling)
+        if self.base_batch_size is not None and self.base_batch_size < 1:
+            raise UsageError(f"--base-batch-size {self.base_batch_size} must be at least 1")
+        if self.lr_warmup_steps < 0:
+            raise UsageError(f"--lr-warmup-steps {self.lr_warmup_steps} must be at least 0")
+        if self.compile and self.warmup < 1:
+            raise UsageError(
+                "--compile needs --warmup 1 or more: compilation happens in the first "
+                "warm-up step, which is timed apart from the measured steps"
+            )
+        if self.base_batch_size is None:
+            self.base_batch_size = min(self.batch_sizes) * self.accumulate
+
+    def trials(self) -> list[TrialSpec]:
+        """The grid in run order: device by device, batch sizes ascending, repeats interleaved.
+
+        Repeats go round the whole batch-size list, so slow drift of the machine
+        (thermal, background load) spreads over every size instead of biasing one.
+        """
+        specs = []
+        for device in self.devices:
+            for repeat in range(self.repeats):
+                for b in self.batch_sizes:
+                    specs.append(
+                        TrialSpec(
+                            workload=self.workload,
+                            workload_options=dict(self.workload_options),
+                            device=device,
+                            batch_size=b,
+                            steps=self.steps,
+                            epochs=self.epochs,
+                            freeze_epochs=self.freeze_epochs,
+                            warmup=self.warmup,
+                            threads=self.threads,
+                            seed=self.seed + repeat,
+                            drop_last=self.drop_last,
+                            workers=self.workers,
+                            repeat=repeat,
+                            memory_limit_bytes=self.memory_limit_bytes,
+                            breakdown=self.breakdown,
+                            sample_interval_s=self.sample_interval_s,
+                            target=self.target,
+                            framework=self.framework,
+                            fit=self.fit,
+                        )
+                    )
+        return self._with_variants(specs)
+
+    def _with_variants(self, specs: list[TrialSpec]) -> list[TrialSpec]:
+        """Each trial once per precision, side by side (drift spreads over the variants too)."""
+        return [
+            dataclasses.replace(
+                spec,
+                precision=precision,
+                channels_last=self.channels_last,
+                compile=self.compile,
+                accumulate=self.accumulate,
+                lr_scaling=self.lr_scaling,
+                base_batch_size=self.base_batch_size,
+                lr_warmup_steps=self.lr_warmup_steps,
+            )
+            for spec in specs
+            for precision in self.precisions
+        ]
+
+    def settings(self) -> dict[str, Any]:
+        """The protocol as recorded with the run."""
+        data = dataclasses.asdict(self)
+        data.pop("workload")
+        data.pop("workload_options")
+        return data

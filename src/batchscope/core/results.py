@@ -1,0 +1,222 @@
+"""The results contract: plain dataclasses that become the JSON users' scripts read.
+
+``schema`` names the version. Later features add fields; they never rename or
+remove one, so a script written against ``batchscope.results/1`` keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "batchscope.results/1"
+
+#: Trial outcomes. ``ok`` is the only one with measurements.
+STATUSES = ("ok", "oom", "crashed", "timeout", "error", "unsupported", "interrupted")
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default), without importing numpy."""
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return float(sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac)
+
+
+@dataclass(kw_only=True)
+class StepStats:
+    """Summary of a sample of step times (seconds): robust centre and spread first."""
+
+    median: float
+    iqr: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[float]) -> StepStats:
+        if not samples:
+            raise ValueError("no samples to summarise")
+        ordered = sorted(float(s) for s in samples)
+        return cls(
+            median=_quantile(ordered, 0.5),
+            iqr=_quantile(ordered, 0.75) - _quantile(ordered, 0.25),
+            mean=statistics.fmean(ordered),
+            stdev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+            min=ordered[0],
+            max=ordered[-1],
+            n=len(ordered),
+        )
+
+    @property
+    def relative_iqr(self) -> float:
+        return self.iqr / self.median if self.median > 0 else math.inf
+
+
+@dataclass(kw_only=True)
+class EpochRecord:
+    """What one epoch of an ``--epochs`` protocol did."""
+
+    epoch: int
+    frozen: bool
+    time_s: float
+    samples: int
+    train_loss: float | None
+    val_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class TrialResult:
+    """One (workload, device, batch size) training run and what was measured."""
+
+    device: str
+    batch_size: int
+    status: str = "ok"
+    repeat: int = 0
+    step_time_s: StepStats | None = None
+    data_wait_s: StepStats | None = None
+    #: every measured step time in run order (seconds), for outlier and warm-up checks
+    step_times_s: list[float] = field(default_factory=list)
+    samples_per_s: float | None = None
+    data_wait_fraction: float | None = None
+    samples_per_epoch: int | None = None
+    steps_per_epoch: int | None = None
+    total_time_s: float | None = None
+    epoch_time_s: list[float] = field(default_factory=list)
+    final_train_loss: float | None = None
+    epochs: list[EpochRecord] = field(default_factory=list)
+    warmup_steps: int = 0
+    measured_steps: int = 0
+    setup_time_s: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_reserved_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+    #: samples trained in the measured protocol (partial batches included)
+    samples_trained: int | None = None
+    #: mean seconds per step in each phase: data_wait + compute, or with --breakdown
+    #: data_wait, h2d, forward, backward, optimizer
+    time_split_s: dict[str, float] = field(default_factory=dict)
+    #: the same as fractions of the step time
+    time_split: dict[str, float] = field(default_factory=dict)
+    #: plain-language findings about this trial (e.g. input-bound)
+    diagnosis: list[str] = field(default_factory=list)
+    #: the hardware sampler's summary over the measured protocol (monitor.HardwareSummary)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    #: mean/max utilisation in percent: cpu_process (of one core), gpu
+    utilization: dict[str, float | None] = field(default_factory=dict)
+    power_w_mean: float | None = None
+    energy_j: float | None = None
+    energy_per_sample_j: float | None = None
+    energy_per_1000_samples_j: float | None = None
+    energy_per_epoch_j: float | None = None
+    #: CPU time of the hardware sampler's thread ÷ the protocol's wall time (of one core)
+    sampler_cpu_fraction: float | None = None
+    #: downsampled sampler readings (t_s from the protocol's start) and that start (Unix s)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline_start_unix: float | None = None
+    threads: int | None = None
+    seed: int | None = None
+    drop_last: bool = False
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: with --target: {metric, value, lower_is_better, reached, epoch, time_s, samples,
+    #: reported, best} — when the validation metric first met the target (target.py)
+    target: dict[str, Any] | None = None
+    #: variants (batchscope.engine.variants): autocast precision, channels-last, torch.compile
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    #: with --compile: first warm-up step minus the median of the other warm-up steps
+    compile_time_s: float | None = None
+    #: micro-batches per optimizer step; a "step" is one optimizer step of all of them
+    accumulate: int = 1
+    #: batch_size × accumulate: the samples behind each optimizer step
+    effective_batch_size: int | None = None
+    #: the learning rate the optimizer ran with after scaling (first param group)
+    lr: float | None = None
+    lr_scaling: str = "none"
+    base_batch_size: int | None = None
+    lr_warmup_steps: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def time_per_sample_s(self) -> float | None:
+        if self.step_time_s is None:
+            return None
+        return self.step_time_s.median / (self.effective_batch_size or self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("step_time_s", "data_wait_s"):
+            if isinstance(kwargs.get(key), dict):
+                kwargs[key] = StepStats(**kwargs[key])
+        kwargs["epochs"] = [EpochRecord(**e) for e in kwargs.get("epochs") or []]
+        return cls(**kwargs)
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """A whole sweep: what was asked, where it ran, and every trial."""
+
+    run_id: str
+    created: str
+    workload: dict[str, Any]
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    trials: list[TrialResult] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    @property
+    def is_protocol(self) -> bool:
+        """Trials ran a training protocol of whole epochs (``--epochs``, fastai, Keras),
+        so their wall time is measured, not estimated from steps."""
+        framework = self.settings.get("framework")
+        return self.settings.get("epochs") is not None or framework in ("fastai", "keras")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "run_id": self.run_id,
+            "created": self.created,
+            "workload": self.workload,
+            "settings": self.settings,
+            "environment": self.environment,
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(
+            schema=data.get("schema", SCHEMA),
+            run_id=data["run_id"],
+            created=data["created"],
+            workload=data.get("workload", {}),
+            settings=data.get("settings", {}),
+            environment=data.get("environment", {}),
+            trials=[TrialResult.from_dict(t) for t in data.get("trials", [])],
+        )
+
+    @property
+    def devices(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for t in self.trials:
+            seen.setdefault(t.device, None)
+        return list(seen)

@@ -1,0 +1,768 @@
+"""The measured training loop of ONE trial (workload × device × batch size).
+
+How a step is measured (the rules of the whole tool):
+
+* warm-up steps run first and are never counted; the model and optimizer are
+  then restored to their initial state, so the measured protocol trains exactly
+  what it would have trained without warm-up;
+* each step's clock starts before the DataLoader is asked for the batch and
+  stops after the device has finished the optimizer step (``synchronize``), so
+  ``step time = data wait + compute``; the data wait is recorded on its own;
+* a last partial batch is trained (it is part of the epoch) but left out of the
+  step-time statistics, which describe steps of exactly ``batch_size`` samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from batchscope.core.plan import TrialSpec
+from batchscope.core.results import EpochRecord, TrialResult
+from batchscope.engine import lr, variants
+from batchscope.engine.instrument import synchronizer
+from batchscope.engine.step_summary import summarise_steps
+from batchscope.errors import DeviceError, UsageError
+from batchscope.workloads import Workload, WorkloadOptions, load_workload
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from batchscope.hardware.monitor import Sample, Sampler
+
+#: ``progress(event, payload)`` — events: "setup", "warmup", "step", "epoch", "done".
+Progress = Callable[[str, dict[str, Any]], None]
+
+_NORM_TYPES: tuple[type, ...] | None = None
+
+
+def _norm_types() -> tuple[type, ...]:
+    global _NORM_TYPES
+    if _NORM_TYPES is None:
+        from torch import nn
+
+        _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    return _NORM_TYPES
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device for ``name``, or a :class:`DeviceError` if it is not usable here."""
+    import torch
+
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} is not present: torch sees no CUDA GPU")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {name!r} is not present: {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise DeviceError(f"device {name!r} is not present: MPS is not available")
+    elif device.type != "cpu" and device.type != "xpu":
+        raise DeviceError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so trials are repeatable."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(obj: Any, device: torch.device, non_blocking: bool) -> Any:
+    """Move a tensor, or tensors nested in tuples/lists/dicts, to ``device``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device, non_blocking) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
+    return obj
+
+
+def _batch_length(obj: Any) -> int:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return int(obj.shape[0])
+    if isinstance(obj, (list, tuple)) and obj:
+        return _batch_length(obj[0])
+    if isinstance(obj, dict) and obj:
+        return _batch_length(next(iter(obj.values())))
+    raise TypeError(f"cannot tell the batch length of a {type(obj).__name__}")
+
+
+def set_frozen(model: nn.Module, head: nn.Module, frozen: bool) -> int:
+    """Freeze everything but ``head`` and normalisation layers (fastai's ``freeze``).
+
+    Returns the number of parameters left trainable.
+    """
+    keep: set[int] = {id(p) for p in head.parameters()}
+    for module in model.modules():
+        if isinstance(module, _norm_types()):
+            keep.update(id(p) for p in module.parameters(recurse=False))
+    trainable = 0
+    for p in model.parameters():
+        p.requires_grad_(not frozen or id(p) in keep)
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable
+
+
+def _default_head(model: nn.Module) -> nn.Module:
+    children = [m for m in model.children() if any(True for _ in m.parameters())]
+    return children[-1] if children else model
+
+
+def _current_rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _peak_rss() -> int:
+    """Peak resident memory: VmHWM (resettable, Linux) or the process-lifetime ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class _Group(list[Any]):
+    """The micro-batches of one accumulated optimizer step (``--accumulate``)."""
+
+
+class _Trainer:
+    """Holds one trial's model, optimizer and loaders; runs and times steps."""
+
+    def __init__(self, spec: TrialSpec, workload: Workload, device: torch.device) -> None:
+        import torch
+        from torch.utils.data import DataLoader
+
+        self.spec = spec
+        self.workload = workload
+        self.device = device
+        self.sync = synchronizer(device)
+        self.non_blocking = device.type == "cuda"
+        self.model = workload.model().to(device)
+        if spec.channels_last:
+            self.model = variants.channels_last_model(self.model)
+        #: what steps call: the compiled wrapper with --compile (validation uses the model)
+        self.forward_model = variants.compile_model(self.model) if spec.compile else self.model
+        self.autocast = variants.autocast(device, spec.precision)
+        self.scaler = variants.grad_scaler(device, spec.precision)
+        self.optimizer = workload.optimizer(self.model.parameters())
+        effective = spec.batch_size * spec.accumulate
+        factor = lr.scale_factor(spec.lr_scaling, effective, spec.base_batch_size or effective)
+        #: every param group's rate after scaling: what the warm-up ramp climbs to
+        self.lr_targets = lr.scale_optimizer(self.optimizer, factor)
+        self.optimizer_steps = 0
+        self.warmup_clock = variants.WarmupClock()
+        self.loss_fn = workload.loss
+        self.generator = torch.Generator()
+        self.generator.manual_seed(spec.seed)
+        pin = device.type == "cuda"
+        self.train_loader = DataLoader(
+            workload.train_dataset,
+            batch_size=spec.batch_size,
+            shuffle=True,
+            drop_last=spec.drop_last,
+            num_workers=spec.workers,
+            pin_memory=pin,
+            generator=self.generator,
+            persistent_workers=spec.workers > 0,
+        )
+        self.val_loader = (
+            DataLoader(
+                workload.val_dataset,
+                batch_size=spec.batch_size,
+                shuffle=False,
+                num_workers=spec.workers,
+                pin_memory=pin,
+            )
+            if workload.val_dataset is not None
+            else None
+        )
+        self.n_train = len(workload.train_dataset)  # type: ignore[arg-type]
+        if spec.drop_last:
+            self.samples_per_epoch = (self.n_train // spec.batch_size) * spec.batch_size
+        else:
+            self.samples_per_epoch = self.n_train
+        #: optimizer steps per epoch (each of up to ``accumulate`` micro-batches)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / spec.accumulate)
+
+    def next_batch(self, iterator: Iterator[Any]) -> Any:
+        """The next step's input: a batch, or with accumulation a :class:`_Group` of up to
+        ``accumulate`` micro-batches (fewer at the end of a pass). StopIteration if none."""
+        first = next(iterator)
+        if self.spec.accumulate == 1:
+            return first
+        group = [first]
+        for _ in range(self.spec.accumulate - 1):
+            try:
+                group.append(next(iterator))
+            except StopIteration:
+                break
+        return _Group(group)
+
+    def _inputs(self, batch: Any) -> tuple[Any, Any]:
+        inputs = to_device(batch[0], self.device, self.non_blocking)
+        targets = to_device(batch[1], self.device, self.non_blocking)
+        if self.spec.channels_last:
+            inputs = variants.channels_last_input(inputs)
+        return inputs, targets
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _optimizer_step(self) -> None:
+        """The optimizer step, at the warm-up ramp's rate, through the fp16 scaler if any."""
+        if self.spec.lr_warmup_steps:
+            factor = lr.warmup_factor(self.optimizer_steps, self.spec.lr_warmup_steps)
+            lr.set_rates(self.optimizer, self.lr_targets, factor)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer_steps += 1
+
+    def step(self, batch: Any) -> tuple[torch.Tensor, int]:
+        """One optimizer step on ``batch``; returns the detached loss and the batch length.
+
+        A :class:`_Group` accumulates the gradients of its micro-batches, each loss
+        weighted by its share of the group's samples, so the update equals the one
+        from a single batch of them all (models without batch normalisation).
+        """
+        if isinstance(batch, _Group):
+            return self._accumulated_step(batch)
+        inputs, targets = self._inputs(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            outputs = self.forward_model(inputs)
+            loss = self.loss_fn(outputs, targets)
+        self._backward(loss)
+        self._optimizer_step()
+        return loss.detach(), _batch_length(targets)
+
+    def _accumulated_step(self, group: _Group) -> tuple[torch.Tensor, int]:
+        total = sum(_batch_length(b[1]) for b in group)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum: torch.Tensor | None = None
+        for batch in group:
+            inputs, targets = self._inputs(batch)
+            with self.autocast():
+                outputs = self.forward_model(inputs)
+                loss = self.loss_fn(outputs, targets)
+            share = _batch_length(targets) / total
+            self._backward(loss * share)
+            part = loss.detach().float() * share
+            loss_sum = part if loss_sum is None else loss_sum + part
+        self._optimizer_step()
+        assert loss_sum is not None
+        return loss_sum, total
+
+    def step_with_breakdown(self, batch: Any) -> tuple[torch.Tensor, int, tuple[float, ...]]:
+        """:meth:`step` with the device synchronised between its phases (``--breakdown``).
+
+        Returns the seconds of host-to-device copy, forward (with the loss),
+        backward and optimizer step. The extra syncs cost time themselves, which
+        is why this is not the default.
+        """
+        clock = time.perf_counter
+        t0 = clock()
+        inputs, targets = self._inputs(batch)
+        self.sync()
+        t1 = clock()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            outputs = self.forward_model(inputs)
+            loss = self.loss_fn(outputs, targets)
+        self.sync()
+        t2 = clock()
+        self._backward(loss)
+        self.sync()
+        t3 = clock()
+        self._optimizer_step()
+        self.sync()
+        t4 = clock()
+        return loss.detach(), _batch_length(targets), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+
+    def batches(self) -> Iterator[Any]:
+        """Training batches forever, reshuffled each pass (for ``--steps`` runs)."""
+        while True:
+            yield from self.train_loader
+
+    def validate(self) -> tuple[float | None, dict[str, float]]:
+        import torch
+
+        if self.val_loader is None:
+            return None, {}
+        self.model.eval()
+        total_loss = 0.0
+        count = 0
+        metric_sums: dict[str, float] = {}
+        with torch.no_grad(), self.autocast():  # validated in the trial's precision
+            for batch in self.val_loader:
+                inputs, targets = self._inputs(batch)
+                outputs = self.model(inputs)
+                n = _batch_length(targets)
+                total_loss += float(self.loss_fn(outputs, targets)) * n
+                if self.workload.metric is not None:
+                    for name, value in self.workload.metric(outputs, targets).items():
+                        metric_sums[name] = metric_sums.get(name, 0.0) + float(value) * n
+                count += n
+        self.model.train()
+        if count == 0:
+            return None, {}
+        return total_loss / count, {k: v / count for k, v in metric_sums.items()}
+
+
+def run_trial(
+    spec: TrialSpec,
+    workload: Workload | None = None,
+    *,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Run and measure one trial in this process.
+
+    ``workload`` may be passed when the caller already built it (in-process runs);
+    otherwise it is loaded from ``spec.workload``. User errors raise
+    :class:`~batchscope.errors.BatchscopeError`; the runner turns other failures
+    (out of memory, crashes) into a trial status.
+    """
+    import torch
+
+    notify: Progress = progress or (lambda event, payload: None)
+    setup_start = time.perf_counter()
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    seed_everything(spec.seed)
+    device = check_device(spec.device)
+    reason = variants.unsupported_reason(device, spec.precision)
+    if reason is not None:  # recorded, never measured in another precision
+        skipped = TrialResult(
+            device=spec.device,
+            batch_size=spec.batch_size,
+            repeat=spec.repeat,
+            status="unsupported",
+            error=reason,
+            seed=spec.seed,
+            drop_last=spec.drop_last,
+        )
+        variants.stamp(skipped, spec)
+        return skipped
+    notify("setup", {"device": spec.device, "batch_size": spec.batch_size})
+    if workload is None:
+        workload = load_workload(spec.workload, WorkloadOptions.from_dict(spec.workload_options))
+    seed_everything(spec.seed)  # the model's initial weights do not depend on data building
+    trainer = _Trainer(spec, workload, device)
+    if trainer.steps_per_epoch == 0:
+        raise UsageError(
+            f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
+            "samples and drop_last is on, so an epoch has no step: use a smaller batch size"
+        )
+    if spec.epochs is None and trainer.n_train < spec.batch_size:
+        # only full batches count as steps: without one, a --steps run would never end
+        raise UsageError(
+            f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
+            "samples, so no step of that size can be measured: use a smaller batch size "
+            "(or --epochs, which trains the partial batch)"
+        )
+    if spec.epochs is None and trainer.n_train < spec.batch_size * spec.accumulate:
+        raise UsageError(
+            f"batch size {spec.batch_size} × --accumulate {spec.accumulate} is more than the "
+            f"{trainer.n_train} training samples, so no full accumulated step can be measured"
+        )
+    result = TrialResult(
+        device=spec.device,
+        batch_size=spec.batch_size,
+        repeat=spec.repeat,
+        threads=torch.get_num_threads(),
+        seed=spec.seed,
+        drop_last=spec.drop_last,
+        samples_per_epoch=trainer.samples_per_epoch,
+        steps_per_epoch=trainer.steps_per_epoch,
+        notes=list(workload.notes),
+    )
+    variants.stamp(result, spec, trainer.model, trainer.lr_targets, trainer.scaler)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_baseline = _reset_peak_rss()
+    # the runner stops a CPU trial early once its memory is past --memory-limit
+    notify("baseline", {"rss_bytes": rss_baseline})
+    setup_time = time.perf_counter() - setup_start
+
+    _warm_up(trainer, spec.warmup, notify)
+    result.warmup_steps = spec.warmup
+    if spec.compile:
+        result.compile_time_s = trainer.warmup_clock.compile_time_s()
+
+    sampler = _start_sampler(spec, device, notify)
+    try:
+        if spec.epochs is not None:
+            _run_epochs(trainer, spec, result, notify)
+        else:
+            _run_steps(trainer, spec, result, notify)
+            if spec.validation_steps > 0:
+                _run_validation_steps(trainer, spec.validation_steps, result)
+    finally:
+        if sampler is not None:
+            samples = sampler.stop()
+    if sampler is not None:
+        _record_hardware(result, sampler, samples)
+
+    result.setup_time_s = setup_time
+    _record_memory(result, device, rss_baseline)
+    notify("done", {"status": result.status})
+    return result
+
+
+#: at most this many sampler readings are kept in a trial's timeline
+TIMELINE_POINTS = 600
+
+
+def _start_sampler(spec: TrialSpec, device: torch.device, notify: Progress) -> Sampler | None:
+    """Sample this process (and its DataLoader workers) and the trial's GPU, if asked to.
+
+    A compact reading goes to ``notify`` twice a second for the live display.
+    """
+    if not spec.sample_interval_s:
+        return None
+    import torch
+
+    from batchscope.hardware.monitor import Sampler, default_sources
+
+    uuids = None
+    if device.type == "cuda":
+        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+        if uuid is not None:
+            text = str(uuid)
+            uuids = [text if text.startswith("GPU-") else f"GPU-{text}"]
+    sources = default_sources(os.getpid(), gpu_uuids=uuids, gpus=device.type == "cuda")
+    last = [-1.0]
+
+    def live(sample: Sample) -> None:
+        if sample.t_s - last[0] < 0.5:
+            return
+        last[0] = sample.t_s
+        gpu = sample.gpus[0] if sample.gpus else None
+        notify(
+            "sample",
+            {
+                "cpu_percent": sample.cpu_process_percent,
+                "rss_bytes": sample.rss_bytes,
+                "gpu_percent": gpu.utilization_percent if gpu else None,
+                "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
+                "power_w": gpu.power_w if gpu else None,
+            },
+        )
+
+    return Sampler(sources, spec.sample_interval_s, on_sample=live).start()
+
+
+def _record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample]) -> None:
+    """Utilisation, power and energy of the measured protocol (warm-up excluded)."""
+    from batchscope.hardware.monitor import samples_to_rows, summarise
+
+    summary = summarise(samples, unavailable=sampler.unavailable)
+    result.hardware = summary.to_dict()
+    result.utilization = {
+        "cpu_process_percent_mean": summary.cpu_process_percent_mean,
+        "cpu_process_percent_max": summary.cpu_process_percent_max,
+        "gpu_percent_mean": summary.gpu_utilization_percent_mean,
+        "gpu_percent_max": summary.gpu_utilization_percent_max,
+    }
+    result.power_w_mean = summary.gpu_power_w_mean
+    result.energy_j = summary.energy_j
+    trained = result.samples_trained
+    if summary.energy_j is not None and trained:
+        result.energy_per_sample_j = summary.energy_j / trained
+        result.energy_per_1000_samples_j = 1000 * result.energy_per_sample_j
+        if result.samples_per_epoch:
+            result.energy_per_epoch_j = result.energy_per_sample_j * result.samples_per_epoch
+    rows = samples_to_rows(samples)
+    stride = max(1, math.ceil(len(rows) / TIMELINE_POINTS))
+    result.timeline = rows[::stride]
+    result.timeline_start_unix = time.time() - sampler.now()
+    result.sampler_cpu_fraction = sampler.cpu_fraction()
+
+
+def _reset_peak_rss() -> int:
+    """Start a fresh peak-RSS count (Linux: VmHWM via clear_refs) and return the RSS now.
+
+    Without the reset, the peak would include whatever set-up briefly held (data
+    being built, files decoded), which can exceed everything the training needs.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _current_rss()
+
+
+def _record_memory(result: TrialResult, device: torch.device, rss_baseline: int) -> None:
+    """Peak memory of the measured protocol.
+
+    On CUDA, the allocator's peaks since set-up (allocated = tensors, reserved =
+    what the caching allocator holds). On the CPU, the growth of this process's
+    peak resident memory over its resident memory after set-up: meaningful in a
+    fresh child process, an upper bound when trials share one process.
+    """
+    import torch
+
+    result.peak_rss_bytes = _peak_rss()
+    if device.type == "cuda":
+        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+        result.peak_reserved_bytes = int(torch.cuda.max_memory_reserved(device))
+    elif device.type == "mps":
+        result.peak_memory_bytes = int(torch.mps.driver_allocated_memory())
+    else:
+        result.peak_memory_bytes = max(0, result.peak_rss_bytes - rss_baseline)
+
+
+def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
+    """Run ``steps`` untimed steps, then restore model and optimizer to their initial state.
+
+    Each warm-up step is clocked on its own (``trainer.warmup_clock``): with
+    ``--compile`` the first one holds the compilation, reported as ``compile_time_s``.
+    """
+    trainer.warmup_clock = variants.WarmupClock()
+    if steps <= 0:
+        return
+    model_state = copy.deepcopy(trainer.model.state_dict())
+    optim_state = copy.deepcopy(trainer.optimizer.state_dict())
+    scaler_state = trainer.scaler.state_dict() if trainer.scaler is not None else None
+    batches = trainer.batches()
+    for i in range(steps):
+        with trainer.warmup_clock.step():
+            trainer.step(trainer.next_batch(batches))
+            trainer.sync()
+        notify("warmup", {"done": i + 1, "total": steps})
+    trainer.sync()
+    del batches
+    trainer.model.load_state_dict(model_state)
+    trainer.optimizer.load_state_dict(optim_state)
+    if trainer.scaler is not None and scaler_state is not None:
+        trainer.scaler.load_state_dict(scaler_state)
+    trainer.optimizer_steps = 0  # the learning-rate warm-up ramp starts again
+    trainer.generator.manual_seed(trainer.spec.seed)  # the protocol sees the same shuffles
+
+
+class _StepRecorder:
+    """Times steps: clock before the batch is asked for, clock after the device is done.
+
+    Only steps of exactly ``batch_size`` samples enter the statistics; a last
+    partial batch is trained and counted in ``samples`` but is not a step of
+    this size.
+    """
+
+    def __init__(self, trainer: _Trainer, breakdown: bool) -> None:
+        self.trainer = trainer
+        self.breakdown = breakdown
+        #: samples of a full (optimizer) step: micro-batch × accumulation
+        self.batch_size = trainer.spec.batch_size * trainer.spec.accumulate
+        self.step_times: list[float] = []
+        self.waits: list[float] = []
+        self.phases: list[tuple[float, ...]] = []
+        self.samples = 0
+        #: set while a --freeze-epochs epoch trains; see timing.unfrozen_steps
+        self.frozen = False
+        self.step_frozen: list[bool] = []
+
+    def run(self, iterator: Iterator[Any]) -> tuple[torch.Tensor, int] | None:
+        """Train on the next batch; None when the iterator is exhausted (not timed)."""
+        clock = time.perf_counter
+        t0 = clock()
+        try:
+            batch = self.trainer.next_batch(iterator)
+        except StopIteration:
+            return None
+        t1 = clock()
+        if self.breakdown:
+            loss, n, phases = self.trainer.step_with_breakdown(batch)
+        else:
+            loss, n = self.trainer.step(batch)
+            self.trainer.sync()
+            phases = ()
+        t2 = clock()
+        self.samples += n
+        if n == self.batch_size:
+            self.step_times.append(t2 - t0)
+            self.waits.append(t1 - t0)
+            self.step_frozen.append(self.frozen)
+            if phases:
+                self.phases.append(phases)
+        return loss, n
+
+    def summarise(self, result: TrialResult) -> None:
+        summarise_steps(
+            result,
+            batch_size=self.batch_size,
+            step_times=self.step_times,
+            waits=self.waits,
+            step_frozen=self.step_frozen,
+            warmup=self.trainer.spec.warmup,
+            phases=self.phases,
+        )
+
+
+def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
+    """``spec.steps`` measured steps of full size, passing over the data as often as needed.
+
+    A new pass's iterator is created before the clock starts: that start-up is a
+    cost of the epoch, not of the step that happens to follow it.
+    """
+    assert spec.steps is not None
+    clock = time.perf_counter
+    recorder = _StepRecorder(trainer, spec.breakdown)
+    last_loss = None
+    iterator = iter(trainer.train_loader)
+    trainer.sync()
+    start = clock()
+    last_notify = start
+    while len(recorder.step_times) < spec.steps:
+        outcome = recorder.run(iterator)
+        if outcome is None:
+            iterator = iter(trainer.train_loader)
+            continue
+        last_loss = outcome[0]
+        now = clock()
+        done = len(recorder.step_times)
+        if now - last_notify > 0.1 or done == spec.steps:
+            notify("step", {"done": done, "total": spec.steps})
+            last_notify = now
+    result.total_time_s = clock() - start
+    result.samples_trained = recorder.samples
+    result.final_train_loss = float(last_loss) if last_loss is not None else None
+    recorder.summarise(result)
+
+
+def _run_validation_steps(trainer: _Trainer, steps: int, result: TrialResult) -> None:
+    """``steps`` forward passes in eval mode without gradients, on batches of the full size.
+
+    They come from the validation set when it holds a full batch, otherwise from the
+    training set: what is measured here is the memory and the survival of a
+    validation step at this batch size, not a validation score.
+    """
+    import torch
+
+    size = trainer.spec.batch_size
+    val = trainer.workload.val_dataset
+    n_val = len(val) if val is not None else 0  # type: ignore[arg-type]
+    if trainer.val_loader is not None and n_val >= size:
+        val_loader = trainer.val_loader
+
+        def validation_batches() -> Iterator[Any]:
+            while True:
+                yield from val_loader
+
+        batches = validation_batches()
+    else:
+        batches = trainer.batches()
+        result.notes.append(
+            f"validation step(s) ran on training batches: the validation set holds {n_val} "
+            f"samples, fewer than the batch size {size}"
+        )
+    trainer.model.eval()
+    try:
+        with torch.no_grad(), trainer.autocast():
+            for _ in range(steps):
+                batch = next(batches)
+                inputs, targets = trainer._inputs(batch)
+                trainer.loss_fn(trainer.model(inputs), targets)
+        trainer.sync()
+    finally:
+        trainer.model.train()
+
+
+def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
+    import torch
+
+    assert spec.epochs is not None
+    clock = time.perf_counter
+    head = (trainer.workload.head or _default_head)(trainer.model)
+    total_epochs = spec.freeze_epochs + spec.epochs
+    total_steps = total_epochs * trainer.steps_per_epoch
+    recorder = _StepRecorder(trainer, spec.breakdown)
+    done = 0
+    trainer.sync()
+    start = clock()
+    last_notify = start
+    for epoch in range(total_epochs):
+        frozen = epoch < spec.freeze_epochs
+        set_frozen(trainer.model, head, frozen)
+        recorder.frozen = frozen
+        epoch_start = clock()
+        loss_sum = torch.zeros((), device=trainer.device)
+        samples = 0
+        iterator = iter(trainer.train_loader)
+        while True:
+            outcome = recorder.run(iterator)
+            if outcome is None:
+                break
+            loss, n = outcome
+            loss_sum += loss * n  # stays on the device: no sync inside the timed step
+            samples += n
+            done += 1
+            now = clock()
+            if now - last_notify > 0.1:
+                notify("step", {"done": done, "total": total_steps})
+                last_notify = now
+        train_loss = float(loss_sum) / samples if samples else None
+        val_loss, metrics = trainer.validate()
+        trainer.sync()
+        epoch_time = clock() - epoch_start
+        record = EpochRecord(
+            epoch=epoch + 1,
+            frozen=frozen,
+            time_s=epoch_time,
+            samples=samples,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            metrics=metrics,
+        )
+        result.epochs.append(record)
+        result.epoch_time_s.append(epoch_time)
+        result.final_train_loss = train_loss
+        notify(
+            "epoch",
+            {"epoch": epoch + 1, "total": total_epochs, "done": done, "total_steps": total_steps},
+        )
+    set_frozen(trainer.model, head, False)
+    result.total_time_s = clock() - start
+    if result.epochs:
+        result.samples_per_epoch = result.epochs[-1].samples
+    result.samples_trained = recorder.samples
+    recorder.summarise(result)
+    if not recorder.step_times:
+        result.notes.append(
+            f"every step was a partial batch (fewer than {spec.batch_size} samples): "
+            "no step-time statistics at this batch size"
+        )
+    if spec.target:
+        from batchscope.core.target import apply_target
+
+        apply_target(result, spec.target)

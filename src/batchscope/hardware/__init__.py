@@ -1,0 +1,1 @@
+"""The machine: hardware samplers, the environment fingerprint, out-of-memory classification."""

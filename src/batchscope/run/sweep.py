@@ -1,0 +1,263 @@
+"""The sweep: probe the workload once, run every trial of the plan, store each as it ends.
+
+This is the Python API the CLI is glue over. Progress is reported through a
+callback; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
+from batchscope.core.results import RunResult, TrialResult
+from batchscope.errors import StoreError, UsageError
+from batchscope.run.isolation import (
+    check_isolation,
+    cpu_child_env,
+    probe_in_process,
+    probe_isolated,
+    run_in_process,
+    run_isolated,
+)
+from batchscope.units import format_bytes
+
+if TYPE_CHECKING:
+    from batchscope.run.store import Store
+    from batchscope.workloads import Workload
+
+#: ``on_event(kind, payload)``; kinds: "probe", "trial_start", "trial_progress", "trial_done".
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep: carries what finished, so nothing measured is lost."""
+
+    def __init__(self, run: RunResult, resumable: bool) -> None:
+        super().__init__("sweep interrupted")
+        self.run = run
+        self.resumable = resumable
+
+
+@dataclass
+class Probe:
+    """The workload and machine as a child process saw them before any trial."""
+
+    workload: dict[str, Any]
+    environment: dict[str, Any]
+
+    @property
+    def devices(self) -> list[str]:
+        return list(self.environment.get("devices", ["cpu"]))
+
+
+def probe(
+    workload: str,
+    options: dict[str, Any] | None = None,
+    *,
+    isolation: str = "process",
+    framework: str = "torch",
+    debug: bool = False,
+) -> Probe:
+    """Load ``workload`` once (in a child by default) and describe it and this machine.
+
+    Raises the workload's one-line error (bad spec, missing data, corrupt image)
+    before any time is spent training.
+    """
+    options = options or {}
+    if check_isolation(isolation) == "process":
+        data = probe_isolated(workload, options, framework=framework, debug=debug)
+    else:
+        data = probe_in_process(workload, options, framework)
+    return Probe(workload=data["workload"], environment=data["environment"])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_memory_limit(plan: Plan, found: Probe) -> None:
+    check_memory_limit(plan.memory_limit_bytes, found.workload)
+
+
+def check_memory_limit(
+    limit: int | None, workload: dict[str, Any], *, what: str = "--memory-limit"
+) -> None:
+    """Refuse a memory limit below what the model's weights and gradients alone need."""
+    if not limit:
+        return
+    # weights + gradients are the least any training step holds
+    needed = 2 * int(workload.get("parameter_bytes") or 0)
+    if limit < needed:
+        raise UsageError(
+            f"{what} {format_bytes(limit)} is below the {format_bytes(needed)} that "
+            f"{workload['name']}'s weights and gradients alone need"
+        )
+
+
+def run_sweep(
+    plan: Plan,
+    *,
+    isolation: str = "process",
+    trial_timeout_s: float | None = None,
+    store: Store | None = None,
+    resume: str | None = None,
+    on_event: OnEvent | None = None,
+    found: Probe | None = None,
+    workload: Workload | None = None,
+    debug: bool = False,
+) -> RunResult:
+    """Run every trial of ``plan`` and return the run with all its trials.
+
+    With a ``store``, each trial is committed the moment it ends; ``resume``
+    (a run id in that store) runs only the trials that have no result yet.
+    ``workload`` (an already built object) implies ``isolation="none"``, since
+    a child process can only rebuild a workload from its spec string.
+    """
+    from batchscope.run.store import new_run_id
+
+    notify: OnEvent = on_event or (lambda kind, payload: None)
+    if workload is not None:
+        isolation = "none"
+    check_isolation(isolation)
+    if trial_timeout_s is not None and trial_timeout_s <= 0:
+        raise UsageError(f"--trial-timeout {trial_timeout_s:g} must be more than 0 seconds")
+    if found is None:
+        if workload is not None:
+            from batchscope.hardware import envinfo
+            from batchscope.run.isolation import describe_workload
+
+            found = Probe(describe_workload(plan.workload, workload), envinfo.collect())
+        else:
+            found = probe(
+                plan.workload,
+                plan.workload_options,
+                isolation=isolation,
+                framework=plan.framework,
+                debug=debug,
+            )
+    _check_memory_limit(plan, found)  # before anything is shown: an error stays one line
+    if plan.accumulate > 1 and found.workload.get("has_batchnorm"):
+        note = (
+            f"{found.workload.get('name')} has batch normalisation: with --accumulate "
+            f"{plan.accumulate} its statistics come from micro-batches, so accumulated training "
+            "is not the same as the large batch (the timing comparison still holds)"
+        )
+        found.workload["notes"] = [*found.workload.get("notes", []), note]
+    notify("probe", {"workload": found.workload, "environment": found.environment})
+
+    specs = plan.trials()
+    settings = plan.settings()
+    settings["isolation"] = isolation
+    settings["trial_timeout_s"] = trial_timeout_s
+    if isolation == "process":
+        settings["child_env_cpu"] = cpu_child_env(plan.memory_limit_bytes)
+    done_keys: set[str] = set()
+    if resume is not None:
+        if store is None:
+            raise UsageError("--resume needs a results store")
+        run_id = store.resolve_run_id(resume)
+        previous = store.get_run(run_id)
+        if previous.workload.get("spec") != plan.workload:
+            raise UsageError(
+                f"run {run_id} measured workload {previous.workload.get('spec')!r}, "
+                f"not {plan.workload!r}: resume it with the same workload"
+            )
+        done_keys = store.completed_keys(run_id)
+        run = previous
+    else:
+        run_id = new_run_id()
+        run = RunResult(
+            run_id=run_id,
+            created=_now(),
+            workload={**found.workload, "options": dict(plan.workload_options)},
+            settings=settings,
+            environment=found.environment,
+        )
+        if store is not None:
+            store.create_run(run, [s.key for s in specs])
+
+    todo = [s for s in specs if s.key not in done_keys]
+    by_key: dict[str, TrialResult] = {}
+    for i, spec in enumerate(todo):
+        notify("trial_start", {"index": i, "total": len(todo), "spec": spec})
+
+        def forward(kind: str, payload: dict[str, Any], _i: int = i) -> None:
+            notify("trial_progress", {"index": _i, "event": kind, **payload})
+
+        try:
+            if isolation == "process":
+                trial = run_isolated(spec, timeout_s=trial_timeout_s, progress=forward, debug=debug)
+            else:
+                trial = run_in_process(spec, workload, progress=forward)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(
+                _finish(run, store, specs, by_key), resumable=store is not None
+            ) from None
+        by_key[spec.key] = trial
+        if store is not None:
+            store.add_trial(run_id, spec.key, trial)
+        notify("trial_done", {"index": i, "total": len(todo), "spec": spec, "trial": trial})
+    return _finish(run, store, specs, by_key)
+
+
+def _finish(
+    run: RunResult, store: Store | None, specs: list[TrialSpec], by_key: dict[str, TrialResult]
+) -> RunResult:
+    """The run with its trials in plan order, from the store when there is one."""
+    if store is not None:
+        try:
+            return store.get_run(run.run_id)
+        except StoreError:
+            pass
+    run.trials = [by_key[s.key] for s in specs if s.key in by_key]
+    return run
+
+
+def sweep(
+    workload: str | Workload,
+    batch_sizes: list[int] | str,
+    *,
+    devices: list[str] | str = "cpu",
+    steps: int | None = None,
+    epochs: int | None = None,
+    isolation: str = "process",
+    store: Store | None = None,
+    on_event: OnEvent | None = None,
+    **protocol: Any,
+) -> RunResult:
+    """One-call Python API: ``batchscope.sweep("simplecnn", [16, 64], steps=20)``.
+
+    ``workload`` is a spec string (built-in name, ``module:function``,
+    ``file.py:function``) or a :class:`~batchscope.Workload` object (run in this
+    process). ``protocol`` takes the other :class:`~batchscope.core.plan.Plan` fields
+    (``warmup``, ``threads``, ``seed``, ``freeze_epochs``, ``repeats`` ...).
+    """
+    sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else list(batch_sizes)
+    spec = workload if isinstance(workload, str) else workload.name
+    obj = None if isinstance(workload, str) else workload
+    options = protocol.pop("workload_options", {})
+    found = None
+    if obj is None:
+        framework = protocol.get("framework", "torch")
+        found = probe(spec, options, isolation=isolation, framework=framework)
+        available = found.devices
+    else:
+        from batchscope.hardware.envinfo import available_devices
+
+        available = available_devices()
+    device_text = devices if isinstance(devices, str) else ",".join(devices)
+    plan = Plan(
+        workload=spec,
+        workload_options=options,
+        batch_sizes=sizes,
+        devices=parse_devices(device_text, available),
+        steps=steps,
+        epochs=epochs,
+        **protocol,
+    )
+    return run_sweep(
+        plan, isolation=isolation, store=store, on_event=on_event, found=found, workload=obj
+    )
