@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from PIL import Image
 
 BURN = (
@@ -88,9 +89,73 @@ def test_watch_unknown_command_is_one_line(tmp_path: Path) -> None:
     done = _batchscope(
         "watch", "--out", str(tmp_path / "w"), "--", "no-such-program-xyz", cwd=tmp_path
     )
-    assert done.returncode == 2
+    assert done.returncode == 127  # as a shell says "command not found"
     assert len(done.stderr.strip().splitlines()) == 1 and "no-such-program-xyz" in done.stderr
+    assert "not found" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "w").exists()  # nothing left behind
+
+
+def test_watch_unknown_command_leaves_no_default_results_folder(tmp_path: Path) -> None:
+    done = _batchscope("watch", "--", "no-such-program-xyz", "--bs", "64", cwd=tmp_path)
+    assert done.returncode == 127, done.stderr
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_watch_command_that_cannot_run_is_126_and_leaves_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "train.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    (tmp_path / "folder").mkdir()
+    for command, needle in (("./train.sh", "not executable"), ("./folder", "is a folder")):
+        done = _batchscope("watch", "--out", "w", "--", command, cwd=tmp_path)
+        assert done.returncode == 126, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr
+        assert not (tmp_path / "w").exists()
+    done = _batchscope("watch", "--out", "w", "--", "./missing.sh", cwd=tmp_path)
+    assert done.returncode == 127 and "not found" in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["folder", "train.sh"]
+
+
+def test_watch_bad_out_is_refused_before_the_command_runs(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    ran = "open('ran', 'w').close()"
+    done = _batchscope("watch", "--out", "a-file/w", "--", sys.executable, "-c", ran, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "a-file" in done.stderr
+    assert not (tmp_path / "ran").exists()
+    args = ["watch", "--sample-interval", "0", "--out", "w", "--", sys.executable, "-c", ran]
+    done = _batchscope(*args, cwd=tmp_path)
+    assert done.returncode == 2 and "--sample-interval" in done.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "w").exists()
+
+
+def test_watch_calls_on_started_only_once_the_command_runs(tmp_path: Path) -> None:
+    """The folder is made only for a started command; if making it fails, the command
+    is stopped rather than left running unrecorded."""
+    from batchscope.errors import ExportError
+    from batchscope.run.watch import CommandNotFoundError, watch_command
+
+    calls: list[int] = []
+    with pytest.raises(CommandNotFoundError) as info:
+        watch_command(["no-such-program-xyz"], gpus=False, on_started=lambda: calls.append(1))
+    assert info.value.exit_code == 127 and calls == []
+
+    result = watch_command(
+        [sys.executable, "-c", "pass"], gpus=False, on_started=lambda: calls.append(1)
+    )
+    assert result.returncode == 0 and calls == [1]
+
+    def cannot() -> None:
+        raise ExportError("--out 'w' cannot be created")
+
+    before = {p.pid for p in psutil.Process().children()}
+    with pytest.raises(ExportError):
+        watch_command(
+            [sys.executable, "-c", "import time; time.sleep(60)"], gpus=False, on_started=cannot
+        )
+    left = [p for p in psutil.Process().children() if p.pid not in before]
+    assert [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
 
 
 def test_watch_ctrl_c_escalates_when_the_command_ignores_it(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -447,3 +448,265 @@ def test_trials_survive_sigkill(db: Path) -> None:
         assert all(t.ok and t.step_time_s is not None for t in run.trials)
         assert store.completed_keys("doomed") == {"a", "b", "c"}
         assert set(store.planned_keys("doomed")) - store.completed_keys("doomed") == {"d"}
+
+
+# -- read-only stores --------------------------------------------------------------
+
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _side_files(db: Path) -> list[str]:
+    return sorted(p.name for p in db.parent.iterdir() if p.name.startswith(db.name + "-"))
+
+
+def _filled(db: Path) -> RunResult:
+    run = make_run()
+    with Store(db) as store:
+        store.create_run(run, ["a", "b", "c"])
+        store.add_trial(run.run_id, "a", make_trial(16))
+        store.add_trial(run.run_id, "b", make_trial(32, status="oom"))
+    return run
+
+
+def test_readonly_store_reads_and_leaves_the_file_untouched(db: Path) -> None:
+    run = _filled(db)
+    assert _side_files(db) == []
+    before = _snapshot(db)
+    with Store(db, readonly=True) as store:
+        assert store.readonly and store.immutable  # no -wal: nobody has it open
+        got = store.get_run(store.resolve_run_id("20260101"))
+        assert [t.batch_size for t in got.trials] == [16, 32]
+        assert got.workload == run.workload
+        [summary] = store.list_runs()
+        assert (summary.n_ok, summary.n_failed, summary.n_planned) == (1, 1, 3)
+        assert store.planned_keys(run.run_id) == ["a", "b", "c"]
+        assert store.completed_keys(run.run_id) == {"a", "b"}
+    assert _snapshot(db) == before  # no byte, mtime or -wal/-shm file changed
+
+
+def test_readonly_connection_is_mode_ro_and_refuses_raw_writes(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Works as root too: SQLite itself refuses, whatever the file permissions."""
+    _filled(db)
+    calls: list[tuple[object, dict[str, object]]] = []
+    real_connect = sqlite3.connect
+
+    def spy(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        calls.append((database, kwargs))
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    before = _snapshot(db)
+    store = Store.open_readonly(db)
+    try:
+        [(uri, kwargs)] = calls
+        assert kwargs["uri"] is True
+        assert isinstance(uri, str) and uri.startswith("file:")
+        assert "mode=ro" in uri and "immutable=1" in uri
+        for sql in (
+            "CREATE TABLE intruder (x)",
+            "DELETE FROM trials",
+            "UPDATE meta SET value = '0' WHERE key = 'schema_version'",
+            "PRAGMA user_version = 5",
+        ):
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                store.conn.execute(sql).fetchall()
+    finally:
+        store.close()
+    assert _snapshot(db) == before
+
+
+def test_readonly_store_refuses_writes_with_a_store_error(db: Path) -> None:
+    run = _filled(db)
+    before = _snapshot(db)
+    with Store(db, readonly=True) as store:
+        attempts = [
+            lambda: store.create_run(make_run("20260202-000000-ffff"), []),
+            lambda: store.add_trial(run.run_id, "c", make_trial(64)),
+            lambda: store.update_environment(run.run_id, {}),
+            lambda: store.update_settings(run.run_id, {}),
+            lambda: store.update_plan(run.run_id, ["a"]),
+        ]
+        for attempt in attempts:
+            with pytest.raises(StoreError, match="opened read-only") as info:
+                attempt()
+            assert "\n" not in str(info.value) and str(db) in str(info.value)
+    assert _snapshot(db) == before
+
+
+def test_readonly_path_with_uri_characters(tmp_path: Path) -> None:
+    db = tmp_path / "odd ?#% name" / "r&x=1.db"
+    db.parent.mkdir()
+    _filled(db)
+    with Store(db, readonly=True) as store:
+        assert len(store.list_runs()) == 1
+    assert _side_files(db) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, I am a text file\n" * 20, b"SQLite format 2\x00" + b"\x00" * 200],
+    ids=["text", "fake-header"],
+)
+def test_readonly_refuses_non_sqlite_untouched(db: Path, content: bytes) -> None:
+    db.write_bytes(content)
+    before = _snapshot(db)
+    with pytest.raises(StoreError, match="not a batchscope results store"):
+        Store(db, readonly=True)
+    assert _snapshot(db) == before
+
+
+def test_readonly_refuses_foreign_sqlite_untouched(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE foo (x INTEGER)")
+    conn.commit()
+    conn.close()
+    before = _snapshot(db)
+    with pytest.raises(StoreError, match="not a batchscope results store"):
+        Store(db, readonly=True)
+    assert _snapshot(db) == before
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 7")  # a real, table-less SQLite file
+    conn.close()
+    with pytest.raises(StoreError, match="not a batchscope results store"):
+        Store(db, readonly=True)
+
+
+def test_readonly_missing_empty_newer_and_folder(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no results store"):
+        Store(db, readonly=True)
+    assert not db.exists()  # never created
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "nowhere" / "r.db", readonly=True)
+    assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(StoreError, match="folder"):
+        Store(tmp_path, readonly=True)
+    db.touch()
+    with pytest.raises(StoreError, match="empty file"):
+        Store(db, readonly=True)
+    assert db.stat().st_size == 0 and _side_files(db) == []  # not initialised
+    db.unlink()
+    Store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="newer batchscope"):
+        Store(db, readonly=True)
+
+
+def test_readonly_reads_a_live_writers_wal(db: Path) -> None:
+    run = _filled(db)
+    with Store(db) as writer:  # a sweep in progress: its trials sit in the -wal file
+        writer.add_trial(run.run_id, "c", make_trial(64))
+        assert db.with_name(db.name + "-wal").exists()
+        with Store(db, readonly=True) as reader:
+            assert not reader.immutable
+            assert len(reader.get_run(run.run_id).trials) == 3
+            writer.update_plan(run.run_id, ["a", "b", "c", "d"])
+            assert reader.planned_keys(run.run_id) == ["a", "b", "c", "d"]
+    assert _side_files(db) == []  # the writer, closing last, still cleans up
+
+
+def test_immutable_reader_follows_a_writer_that_comes_later(db: Path) -> None:
+    _filled(db)
+    with Store(db, readonly=True) as reader:
+        assert reader.immutable and len(reader.list_runs()) == 1
+        with Store(db) as writer:  # opens while the reader is open: a -wal appears
+            writer.create_run(make_run("20260303-000000-0001"), [])
+            assert len(reader.list_runs()) == 2
+            assert not reader.immutable  # reads through the WAL from now on
+    # The reader kept the writer from being the last to close, and a read-only
+    # connection cannot checkpoint: the writer's -wal stays until the next writer.
+    Store(db).close()
+    assert _side_files(db) == []
+
+
+def test_immutable_reader_sees_a_writer_that_opened_and_closed_between_reads(
+    db: Path,
+) -> None:
+    run = _filled(db)
+    with Store(db, readonly=True) as reader:
+        assert len(reader.get_run(run.run_id).trials) == 2
+        with Store(db) as writer:
+            writer.add_trial(run.run_id, "c", make_trial(64))
+        assert _side_files(db) == []  # the writer checkpointed into the file and cleaned up
+        assert len(reader.get_run(run.run_id).trials) == 3  # not a stale cache
+        assert reader.immutable
+    assert _side_files(db) == []
+
+
+def test_readonly_reads_what_a_killed_writer_left(db: Path) -> None:
+    """After a kill -9 the trials sit in a -wal file nobody checkpointed: still read."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(db)],
+        env=_child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "wrote"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert db.with_name(db.name + "-wal").exists()
+    with Store(db, readonly=True) as store:
+        assert not store.immutable
+        assert [t.batch_size for t in store.get_run("doomed").trials] == [1, 2, 4]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or ROOT, reason="root ignores chmod")
+def test_readonly_reads_an_unwritable_file_and_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "results.db"
+    _filled(db)
+    db.chmod(0o400)
+    try:
+        with Store(db, readonly=True) as store:  # file read-only, folder writable
+            assert len(store.list_runs()) == 1
+        assert _side_files(db) == []
+        folder.chmod(0o500)
+        with pytest.raises(StoreError, match="not writable"):
+            Store(db)  # writing still needs both
+        with Store(db, readonly=True) as store:  # folder read-only too
+            assert len(store.get_run(make_run().run_id).trials) == 2
+        assert _side_files(db) == []
+    finally:
+        folder.chmod(0o700)
+        db.chmod(0o600)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or ROOT, reason="root ignores chmod")
+def test_readonly_folder_with_an_unreadable_shm_is_one_clear_line(tmp_path: Path) -> None:
+    """The documented limit: a -wal file in a folder we cannot write needs a readable -shm."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "results.db"
+    shm = db.with_name(db.name + "-shm")
+    # the writer in another process: within one process SQLite shares the open -shm
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(db)],
+        env=_child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "wrote"
+        shm.chmod(0o000)
+        folder.chmod(0o500)
+        with pytest.raises(StoreError, match="-wal file") as info:
+            Store(db, readonly=True)
+        assert "\n" not in str(info.value)
+    finally:
+        folder.chmod(0o700)
+        shm.chmod(0o600)
+        proc.kill()
+        proc.wait()

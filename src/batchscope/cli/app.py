@@ -815,12 +815,13 @@ def env(
 
 
 def _store_for_reading(store_path: str | None) -> Any:
+    """The store opened read-only: a store the user may read but not write still reads."""
     from batchscope.run.store import DEFAULT_STORE, Store
 
     path: Path = Path(store_path).expanduser() if store_path else Path(DEFAULT_STORE)
     if not path.exists():
         raise UsageError(f"no results store at {str(path)!r}: run a sweep first, or give --store")
-    return Store(path)
+    return Store(path, readonly=True)
 
 
 StoreOpt = Annotated[

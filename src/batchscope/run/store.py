@@ -11,6 +11,26 @@ Safety: we never write into a file that is not already a batchscope store. A
 missing or empty file is initialised; anything else (a text file, somebody
 else's SQLite database) is refused with a :class:`StoreError` before a single
 byte is written.
+
+Reading: ``Store(path, readonly=True)`` (what ``runs``, ``show``, ``export``,
+``report`` and ``compare`` use) opens the file with SQLite's ``mode=ro``, so a
+store the user may read but not write (a colleague's, a read-only mount) can be
+looked at. It initialises nothing, creates no ``-wal``/``-shm`` file and refuses
+every write. SQLite's WAL mode makes this subtle: a ``mode=ro`` connection creates
+``-wal`` and ``-shm`` next to the database when they are missing (and cannot
+where the folder is not writable). So when there is no ``-wal`` file — no process
+has the store open, every trial sits in the database file — the connection is
+also ``immutable=1``: no side files, no locks, works in a read-only folder. When a
+``-wal`` file exists (a sweep is writing, or one was killed), immutable would not
+see the trials in it, so the connection is plain ``mode=ro`` and uses the existing
+``-shm`` to read them; where the folder is not writable that needs a readable
+``-shm``. Before each query an immutable connection checks that no ``-wal`` file
+has appeared and the database file is unchanged, and reconnects otherwise, so it
+sees new trials and never trusts a cache of a file that a writer has changed
+since. (Left open: a writer that opens the store in the milliseconds of one query
+and checkpoints before it ends. A checkpoint happens only when the writer closes
+or its WAL passes about 4 MB, so this is far-fetched; the CLI's read commands are
+short-lived.)
 """
 
 from __future__ import annotations
@@ -118,22 +138,43 @@ class Store:
     interleave trial by trial and a killed process loses nothing it reported.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create_parent: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create_parent: bool = False,
+        readonly: bool = False,
+    ) -> None:
         """Open ``path``, creating and initialising it if it is missing or empty.
 
         ``create_parent`` makes the parent folder if needed; callers pass it only for
         :data:`DEFAULT_STORE`, so a typo in a user-given path fails loudly instead of
-        silently scattering folders.
+        silently scattering folders. ``readonly`` opens an existing store for reading
+        only (see the module docstring): nothing is created, initialised or written,
+        and the file and its folder need not be writable.
         """
         self.path = Path(path).expanduser()
+        self.readonly = readonly
+        #: True while the read-only connection is ``immutable=1`` (no -wal file at open)
+        self.immutable = False
+        self._opened_stamp: tuple[int, int, int] | None = None
         self._conn: sqlite3.Connection | None = None
-        self._check_location(create_parent)
-        self._conn = self._connect()
+        if readonly:
+            self._check_readable()
+            self._conn = self._connect_readonly()
+        else:
+            self._check_location(create_parent)
+            self._conn = self._connect()
 
     @classmethod
     def open_default(cls) -> Store:
         """Open (creating if needed) :data:`DEFAULT_STORE` under the current folder."""
         return cls(DEFAULT_STORE, create_parent=True)
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> Store:
+        """Open an existing store at ``path`` for reading only."""
+        return cls(path, readonly=True)
 
     # -- opening -------------------------------------------------------------------
 
@@ -200,6 +241,72 @@ class Store:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"cannot use results store {self.path}: {exc}") from exc
+        return conn
+
+    @property
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _check_readable(self) -> None:
+        """Refuse what cannot be read as a store, before SQLite opens anything."""
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise StoreError(
+                f"cannot open results store {self.path}: folder {parent} does not exist"
+            )
+        if not self.path.exists():
+            raise StoreError(f"no results store at {self.path}: run a sweep first")
+        if self.path.is_dir():
+            raise StoreError(f"cannot open results store {self.path}: it is a folder")
+        self._check_existing_file()
+        if self._file_is_empty():
+            raise StoreError(
+                f"{self.path} is an empty file, not a batchscope results store yet "
+                "(a sweep writing to it initialises it)"
+            )
+
+    def _readonly_uri(self, immutable: bool) -> str:
+        # as_uri() percent-encodes '?', '#', '%' and spaces, which SQLite decodes.
+        uri = self.path.absolute().as_uri() + "?mode=ro"
+        return uri + "&immutable=1" if immutable else uri
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A ``mode=ro`` connection, ``immutable=1`` when no -wal file exists (see above)."""
+        immutable = not self._wal_path.exists()
+        try:
+            conn = sqlite3.connect(
+                self._readonly_uri(immutable),
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("BEGIN")
+            try:
+                ours = self._is_ours(conn)
+            finally:
+                conn.execute("COMMIT")
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            hint = ""
+            if not immutable:
+                hint = (
+                    f" (it has a {self._wal_path.name} file, from a sweep writing to it or "
+                    f"one that was killed; reading it needs a readable "
+                    f"{self.path.name}-shm file or a writable folder)"
+                )
+            raise StoreError(f"cannot read results store {self.path}: {exc}{hint}") from exc
+        if not ours:  # emptied since _check_readable
+            conn.close()
+            raise StoreError(f"{self.path} is an empty file, not a batchscope results store yet")
+        self.immutable = immutable
+        self._opened_stamp = self._stamp()
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
@@ -301,10 +408,27 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"results store {self.path} is closed")
+        if self.immutable and (self._wal_path.exists() or self._stamp() != self._opened_stamp):
+            # A writer has opened the store since (its trials sit in the -wal file,
+            # which an immutable connection ignores) or changed the file: reconnect.
+            self._conn.close()
+            self._conn = None
+            self.immutable = False
+            self._conn = self._connect_readonly()
         return self._conn
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the database file is written: inode, size, mtime."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _write(self, sql: str, params: Iterable[Any]) -> sqlite3.Cursor:
         """Run one statement as its own committed transaction."""
+        if self.readonly:
+            raise StoreError(f"cannot write to results store {self.path}: it was opened read-only")
         try:
             return self.conn.execute(sql, tuple(params))
         except sqlite3.OperationalError as exc:

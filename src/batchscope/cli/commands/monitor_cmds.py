@@ -62,6 +62,25 @@ def _summary_lines(result: WatchResult) -> list[str]:
     return lines
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an --out that cannot become a writable folder, without creating anything."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ExportError(f"--out {str(out_dir)!r} is a file, not a folder")
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise ExportError(f"--out {str(out_dir)!r} is not writable")
+        return
+    parent = out_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"--out {str(out_dir)!r} cannot be created: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(
+            f"--out {str(out_dir)!r} cannot be created: folder {str(parent)!r} is not writable"
+        )
+
+
 @app.command(epilog=WATCH_EPILOG)
 def watch(
     command: Annotated[
@@ -87,13 +106,19 @@ def watch(
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out) if out else Path("batchscope-results") / f"watch-{stamp}"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"--out {str(out_dir)!r} cannot be created: {exc.strerror}") from exc
-    if not os.access(out_dir, os.W_OK):
-        raise ExportError(f"--out {str(out_dir)!r} is not writable")
-    result = watch_command(command, interval_s=sample_interval)
+    _check_out_dir(out_dir)
+
+    def make_out_dir() -> None:
+        # only once the command runs: a command that cannot start leaves nothing behind
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(
+                f"--out {str(out_dir)!r} cannot be created: {exc.strerror or exc} "
+                "(the command was stopped)"
+            ) from exc
+
+    result = watch_command(command, interval_s=sample_interval, on_started=make_out_dir)
     from batchscope.hardware.monitor import samples_to_rows
 
     rows = samples_to_rows(result.samples)
