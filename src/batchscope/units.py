@@ -35,6 +35,10 @@ def parse_bytes(text: str, *, what: str = "size") -> int:
     value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if value <= 0:
         raise UsageError(f"{what} {text!r} must be greater than zero")
+    if value < 1:  # int() would make it 0 bytes
+        raise UsageError(f"{what} {text!r} is less than one byte: use e.g. 4GiB, 512MiB, 2GB")
+    if not math.isfinite(value):  # more digits than a float holds
+        raise UsageError(f"{what} {text!r} is too large: use e.g. 4GiB, 512MiB, 2GB")
     return int(value)
 
 
@@ -46,8 +50,9 @@ def format_bytes(n: float | None) -> str:
     n = abs(float(n))
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{sign}{n:.0f} B"
+            # 1000-1023 of a unit (and 1000+ TiB) would read "1.02e+03" in .3g
+            if unit == "B" or n >= 999.5:
+                return f"{sign}{n:.0f} {unit}"
             return f"{sign}{n:.3g} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
@@ -57,9 +62,10 @@ def format_seconds(s: float | None) -> str:
     """A duration in the unit that keeps 3 significant figures readable."""
     if s is None or math.isnan(s):
         return "–"
-    if s < 1e-3:
+    # the bounds are where .3g rounds up to 1000 of the smaller unit ("1e+03 µs")
+    if s < 0.9995e-3:
         return f"{s * 1e6:.3g} µs"
-    if s < 1:
+    if s < 0.9995:
         return f"{s * 1e3:.3g} ms"
     if s < 120:
         return f"{s:.3g} s"
@@ -76,3 +82,36 @@ def format_with_spread(value: float, spread: float, unit_scale: float = 1.0) -> 
     # two significant figures of the spread decide the decimals of both numbers
     decimals = max(0, 1 - int(math.floor(math.log10(spread))))
     return f"{value:.{decimals}f} ± {spread:.{decimals}f}"
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """Seconds from '15', '15s', '1.5m', '500ms' or '1h'; a one-line UsageError otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _DURATION_UNITS:
+        raise UsageError(f"{what} {text!r} is not a duration: use e.g. 15s, 500ms, 2m or 1h")
+    seconds = float(match.group(1)) * _DURATION_UNITS[unit]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"{what} {text!r} must be more than 0 seconds")
+    return seconds
+
+
+def parse_fraction(text: str, *, what: str = "fraction") -> float:
+    """A fraction from '2%' or '0.02' (strictly between 0 and 1); a UsageError otherwise."""
+    raw = str(text).strip()
+    percent = raw.endswith("%")
+    number = raw[:-1].strip() if percent else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not a fraction: use e.g. 2% or 0.02") from None
+    if percent:
+        value /= 100.0
+    if not math.isfinite(value) or not 0 < value < 1:
+        raise UsageError(f"{what} {text!r} must be between 0 and 100 % (e.g. 2% or 0.02)")
+    return value

@@ -94,7 +94,7 @@ def test_exact_data_gives_the_exact_parameters() -> None:
         assert fit.params[name].value == pytest.approx(true, rel=1e-5)
     assert fit.predict(100.0) == pytest.approx(float(time_curve(np.array([100.0]))[0]), rel=1e-6)
     assert not fit.weighted and fit.chi2_p is None
-    assert fit.ok and "no spread given" in fit.verdict
+    assert fit.ok and "no standard errors given" in fit.verdict
 
 
 def test_intervals_shrink_with_more_points_and_less_noise() -> None:
@@ -131,7 +131,7 @@ def test_to_dict_is_the_contract_and_json_safe() -> None:
     d = fit.to_dict()
     assert {"model", "formula", "params", "r2", "n", "ok", "verdict"} <= set(d)
     assert set(d["params"]) == {"c", "alpha", "t_min"}
-    assert set(d["params"]["alpha"]) == {"value", "low", "high"}
+    assert {"value", "low", "high", "determined"} <= set(d["params"]["alpha"])
     assert d["formula"] == "T(b) = c / b^alpha + t_min"
     json.dumps(d, allow_nan=False)
     x = fit_throughput_model(B8, throughput_curve(B8)).to_dict()
@@ -157,11 +157,11 @@ def test_a_clear_u_shape_is_detected_and_the_time_model_does_not_fit() -> None:
     u = detect_u_shape(U_B, times, spreads)
     assert u.present and u.judged and u.b_min == 64 and u.b_rise == 256
     assert u.rise == pytest.approx(0.6)
-    assert "true U shape" in u.message
+    assert u.message.startswith("a U shape: the time per sample falls from b=8 to b=64 (-50%)")
     fit = fit_time_model(U_B, times, spreads)
-    assert not fit.ok
+    assert not fit.ok and not fit.meaningful
     assert fit.verdict.startswith("does not fit: the time rises again after b=64")
-    assert "true U shape" in fit.verdict and "cannot express" in fit.verdict
+    assert "(a U shape)" in fit.verdict and "cannot express" in fit.verdict
     x = fit_throughput_model(U_B, 1 / times, spreads / times**2)
     assert not x.ok and "falls again after b=64" in x.verdict
 
@@ -170,7 +170,7 @@ def test_a_wiggle_within_the_noise_is_not_a_u() -> None:
     times = np.array([10.0, 8.0, 6.0, 5.0, 5.1, 5.05])
     u = detect_u_shape(U_B, times, np.full(6, 0.3))
     assert not u.present and u.judged
-    assert "within the noise" in u.message and "wiggle" in u.message
+    assert "falls to b=64, and the rise after it (+2% by b=128) is within the noise" in u.message
 
 
 def test_a_monotone_curve_is_not_a_u() -> None:
@@ -182,17 +182,18 @@ def test_a_monotone_curve_is_not_a_u() -> None:
 def test_a_bump_before_a_lower_minimum_is_not_a_u() -> None:
     times = np.array([10.0, 8.0, 9.0, 6.0, 5.0, 4.0])
     u = detect_u_shape(U_B, times, np.full(6, 0.1))
-    assert not u.present
-    assert "not monotone: up from b=16 to b=32" in u.message
+    assert not u.present and u.verdict == "no_u"
+    assert "falls on to the largest batch size (b=256), with a bump on the way" in u.message
 
 
 def test_without_spreads_a_rise_is_described_not_judged() -> None:
     times = np.array([10.0, 8.0, 6.0, 5.0, 6.5, 8.0])
     for spreads in (None, np.zeros(6)):
         u = detect_u_shape(U_B, times, spreads)
-        assert not u.present and not u.judged
-        assert u.message.startswith("rises again after b=64 (+60% by b=256)")
-        assert "without a measured spread to judge against" in u.message
+        assert not u.present and not u.judged and u.verdict == "not_judged"
+        assert u.message.startswith("not judged: 0 batch sizes with a 95 % interval")
+        assert "lowest at b=64 and rises +60% by b=256" in u.message
+        assert u.b_min == 64 and u.rise == pytest.approx(0.6)
 
 
 def test_rising_from_the_smallest_size_has_no_falling_arm() -> None:
@@ -215,7 +216,7 @@ def test_seed_tables_rise_after_64_but_without_error_bars_nothing_is_judged(
     u = result.u_shape
     assert u.b_min == b_min and u.rise == pytest.approx(rise) and not u.judged and not u.present
     assert not result.time.ok and result.time.r2 < 0.6
-    assert "cannot be told whether that is a true U shape or noise" in result.time.verdict
+    assert "cannot be told whether that is a U shape or noise" in result.time.verdict
     assert not result.throughput.ok
 
 
@@ -310,12 +311,19 @@ def test_read_table_rejects_missing_binary_and_unknown_columns(tmp_path: Path) -
 
 
 def test_a_bump_that_falls_back_is_not_called_a_u() -> None:
-    # the demo's shape: flat to b=32, +25 % at b=64 beyond the noise, back near it at 128
+    # falls beyond the noise to b=32, rises +25 % at b=64, back near the minimum at b=128
     b = np.array([16, 32, 64, 128])
-    u = detect_u_shape(b, np.array([65.5, 65.0, 81.0, 69.8]), np.array([6.6, 6.1, 3.3, 0.0]))
+    errors = np.array([1.0, 1.0, 1.0, 1.0])
+    u = detect_u_shape(b, np.array([80.0, 65.0, 81.0, 66.0]), errors)
     assert not u.present and u.judged
-    assert "no clear U shape" in u.message and "back within the noise" in u.message
-    assert "b=128" in u.message
+    assert "a bump" in u.message and "back within the noise" in u.message and "b=128" in u.message
     # the same rise that stays up at the largest size is a U
+    u = detect_u_shape(b, np.array([80.0, 65.0, 81.0, 90.0]), errors)
+    assert u.present and u.message.startswith("a U shape")
+
+
+def test_a_rise_without_a_falling_arm_is_not_a_u() -> None:
+    """The old demo's shape: flat to b=32 within the noise, then up: no U, whatever the rise."""
+    b = np.array([16, 32, 64, 128])
     u = detect_u_shape(b, np.array([65.5, 65.0, 81.0, 90.0]), np.array([6.6, 6.1, 3.3, 2.0]))
-    assert u.present and "a true U shape" in u.message
+    assert not u.present and "no falling arm" in u.message

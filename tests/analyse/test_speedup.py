@@ -1,20 +1,27 @@
-"""Comparisons rest on every repeat, not on repeat 0 alone."""
+"""Speedups and ``compare`` rest on every round, as ratios of medians with an interval."""
 
 from __future__ import annotations
 
-from batchscope.analyse.speedup import device_speedups, merge_repeats
+import math
+
+from batchscope.analyse.explain import analyse_run
 from batchscope.core.results import RunResult, StepStats, TrialResult
 from batchscope.report.markdown import compare_document, render_markdown
+from batchscope.report.wording import speedup_text
+
+#: ±2 % wobble: a quiet trial's relative step times (12 steps: enough for an interval)
+WOBBLE = [1.0, 1.02, 0.98, 1.01, 0.99, 1.0] * 2
 
 
-def _trial(device: str, b: int, times: list[float], repeat: int = 0, **kw: object) -> TrialResult:
+def _trial(device: str, b: int, median: float, repeat: int = 0, **kw: object) -> TrialResult:
+    times = [median * w for w in WOBBLE]
     stats = StepStats.from_samples(times)
     return TrialResult(
         device=device,
         batch_size=b,
         repeat=repeat,
         step_time_s=stats,
-        step_times_s=list(times),
+        step_times_s=times,
         measured_steps=len(times),
         samples_per_s=b / stats.median,
         **kw,  # type: ignore[arg-type]
@@ -32,28 +39,36 @@ def _run(trials: list[TrialResult], run_id: str = "r") -> RunResult:
     )
 
 
-def test_repeats_are_pooled_per_device_and_batch_size() -> None:
+def test_a_point_combines_its_rounds() -> None:
     run = _run(
         [
-            _trial("cpu", 16, [1.0, 1.0, 1.0]),
-            _trial("cpu", 16, [3.0, 3.0, 3.0], repeat=1),
-            _trial("cpu", 32, [2.0, 2.0]),
+            _trial("cpu", 16, 1.0),
+            _trial("cpu", 16, 3.0, repeat=1),
+            _trial("cpu", 32, 2.0),
+            _trial("cpu", 32, 2.0, repeat=1),
             TrialResult(device="cpu", batch_size=64, status="oom"),
         ]
     )
-    merged = merge_repeats(run)
-    by_bs = {t.batch_size: t for t in merged.trials}
-    assert sorted(by_bs) == [16, 32, 64]
-    assert by_bs[16].measured_steps == 6 and by_bs[16].step_time_s is not None
-    assert by_bs[16].step_time_s.mean == 2.0  # both repeats, not repeat 0's 1.0
-    assert any("2 repeats pooled" in n for n in by_bs[16].notes)
-    assert by_bs[32].step_times_s == [2.0, 2.0] and by_bs[64].status == "oom"
+    d = analyse_run(run).devices[0]
+    p16 = d.point(16)
+    assert p16 is not None and p16.n_trials == 2 and p16.n_steps == 24
+    assert math.isclose(p16.step_time_s, math.sqrt(3.0), rel_tol=1e-9)  # both rounds, not round 0
+    assert d.failed == {64: "oom"}
 
 
-def test_speedup_and_compare_use_every_repeat() -> None:
-    cpu = [_trial("cpu", 16, [1.0] * 4), _trial("cpu", 16, [3.0] * 4, repeat=1)]
-    gpu = [_trial("cuda", 16, [0.1] * 4), _trial("cuda", 16, [0.1] * 4, repeat=1)]
-    (s,) = device_speedups(_run(cpu + gpu))
-    assert s.fast == "cuda" and abs(s.ratio - 20.0) < 1e-9  # mean 2.0 s vs 0.1 s, not 10×
-    text = render_markdown(compare_document(_run(cpu, "a"), _run(gpu, "b")))
-    assert "20 ± " in text and "faster" in text
+def test_speedups_use_every_round_and_carry_an_interval() -> None:
+    cpu = [_trial("cpu", 16, 1.0), _trial("cpu", 16, 3.0, repeat=1)]
+    gpu = [_trial("cuda", 16, 0.1), _trial("cuda", 16, 0.1, repeat=1)]
+    (s,) = analyse_run(_run(cpu + gpu)).speedups
+    assert s.fast == "cuda" and math.isclose(s.ratio, 10 * math.sqrt(3.0), rel_tol=1e-9)
+    assert s.low is not None and s.high is not None and s.low < s.ratio < s.high
+    text = speedup_text(s)
+    assert text.startswith("cuda ran 17.3× [") and "faster than cpu at b=16" in text
+
+
+def test_compare_sets_b_against_a_per_batch_size() -> None:
+    a = _run([_trial("cpu", 16, 1.0), _trial("cpu", 32, 2.0)], "a")
+    b = _run([_trial("cpu", 16, 0.5), _trial("cpu", 32, 2.0)], "b")
+    text = render_markdown(compare_document(a, b))
+    assert "| 2× \\[1.97–2.03\\] faster |" in text  # b=16: B twice as fast, beyond the noise
+    assert "no difference beyond the noise" in text  # b=32: the same

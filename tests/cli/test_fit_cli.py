@@ -37,17 +37,18 @@ def test_fit_on_the_seed_tables(
     assert code == 0, err
     assert "column 'training_time_s' read as time per epoch" in out
     assert "T(b) = c / b^alpha + t_min" in out and "95 % interval" in out
-    assert f"U shape: not judged: rises again after b=64 ({rise})" in out
-    assert "without a measured spread to judge against" in out
+    assert "U shape: not judged: 0 batch sizes with a 95 % interval" in out
+    assert f"the time per epoch is lowest at b=64 and rises {rise}" in out
+    assert "(no standard errors were given)" in out
     assert f"wrote {out_json}" in err
     data = json.loads(out_json.read_text())
     time = data["models"]["time"]
     assert set(time["params"]) == {"c", "alpha", "t_min"}
     for est in time["params"].values():
-        assert set(est) == {"value", "low", "high"}
+        assert {"value", "low", "high", "determined"} <= set(est)
     assert time["ok"] is False and time["verdict"].startswith("does not fit well")
     assert set(data["models"]["throughput"]["params"]) == {"x_max", "b_half"}
-    assert data["u_shape"]["present"] is False and data["u_shape"]["judged"] is False
+    assert data["u_shape"]["present"] is False and data["u_shape"]["verdict"] == "not_judged"
     assert data["u_shape"]["b_min"] == 64
     assert data["input"]["batch_sizes"] == [16, 32, 64, 128, 256]
     assert data["input"]["kind"] == "per-epoch"
@@ -63,8 +64,8 @@ def test_fit_with_spreads_finds_a_true_u(
     )
     code, out, _ = run_main(capsys, "fit", str(table))
     assert code == 0
-    assert "spreads from column 'iqr' weight the fit" in out
-    assert "U shape: yes: a true U shape: the time rises again after b=64" in out
+    assert "standard errors from column 'iqr' weight the fit" in out
+    assert "U shape: a U shape: the time per sample falls from b=8 to b=64" in out
     assert "verdict: does not fit: the time rises again after b=64" in out
 
 
@@ -78,7 +79,7 @@ def test_fit_notes_duplicates_and_three_points(
     assert code == 0
     assert "note: batch size 32 appears 2 times (lines 3, 4): averaged" in out
     assert "3 batch sizes for 3 parameters" in out
-    assert "[unknown]" in out  # no intervals from 3 points
+    assert "not determined" in out  # no intervals from 3 points
     data = json.loads(out_json.read_text())
     assert data["models"]["time"]["params"]["alpha"]["low"] is None
     assert any("averaged" in n for n in data["input"]["notes"])

@@ -120,11 +120,13 @@ def test_check_device_names_refuses_only_unknown_names() -> None:
 # --------------------------------------------------------------------------- plan validation
 
 
-def test_plan_defaults_to_20_steps() -> None:
+def test_plan_defaults_to_adaptive_steps() -> None:
     plan = Plan(workload="linear", batch_sizes=[8])
-    assert plan.steps == 20
-    assert plan.epochs is None
+    assert plan.steps is None and plan.epochs is None and plan.adaptive
+    assert (plan.max_error, plan.max_time_s, plan.min_steps) == (0.02, 15.0, 10)
     assert plan.devices == ["cpu"]
+    (spec,) = plan.trials()
+    assert (spec.max_error, spec.max_time_s, spec.min_steps) == (0.02, 15.0, 10)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +148,11 @@ def test_plan_defaults_to_20_steps() -> None:
         ({"threads": 0}, "--threads 0"),
         ({"workers": -1}, "--workers -1"),
         ({"repeats": 0}, "--repeats 0"),
+        ({"max_error": 0}, "--max-error 0"),
+        ({"max_error": 1.5}, "--max-error 1.5"),
+        ({"max_time_s": 0}, "--max-time 0"),
+        ({"min_steps": 0}, "--min-steps 0"),
+        ({"max_rounds": 1}, "--max-rounds 1"),
     ],
 )
 def test_plan_validation(fields: dict, named: str) -> None:
@@ -175,11 +182,12 @@ def test_plan_trials_order_count_and_repeats() -> None:
     )
     trials = plan.trials()
     assert len(trials) == 3 * 2 * 2
-    assert [(t.device, t.repeat, t.batch_size) for t in trials] == [
-        (device, repeat, b)
+    # round by round; every round each device; the batch sizes rotated by one per round
+    assert [(t.repeat, t.device, t.batch_size) for t in trials] == [
+        (repeat, device, b)
+        for repeat, order in ((0, (8, 16, 32)), (1, (16, 32, 8)))
         for device in ("cpu", "cuda:0")
-        for repeat in (0, 1)
-        for b in (8, 16, 32)
+        for b in order
     ]
     assert {t.seed for t in trials if t.repeat == 0} == {10}
     assert {t.seed for t in trials if t.repeat == 1} == {11}

@@ -205,7 +205,8 @@ def test_recommendation_report_and_plot() -> None:
         line.startswith("reaches the target soonest: b=64")
         for line in device.recommendation.lines()
     )
-    assert device.to_dict()["recommendation"]["reaches_target_soonest"]["batch_size"] == 64
+    assert device.to_dict()["choices"]["reaches_target_soonest"]["batch_size"] == 64
+    assert device.to_dict()["recommendation"]["batch_size"] == 64  # the target decides
     q = device.quality
     assert q is not None and q.metric == "accuracy" and q.target == 0.9
     assert [p.final_values for p in q.points] == [[0.95], [0.91], [0.7]]

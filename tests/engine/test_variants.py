@@ -253,4 +253,4 @@ def test_report_shows_a_table_per_variant_and_their_speedup() -> None:
     text = out.getvalue()
     titles = {line.strip() for line in text.splitlines() if line.strip().startswith("w on ")}
     assert titles == {"w on cpu", "w on cpu bf16"}
-    assert "cpu bf16 ran 2" in text and "faster than cpu at batch size 16" in text
+    assert "cpu bf16 ran 2" in text and "faster than cpu at b=16 (per sample)" in text

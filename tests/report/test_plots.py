@@ -204,16 +204,22 @@ def test_plotting_touches_no_global_matplotlib_state() -> None:
     assert out.strip() == "3"  # no memory measured: no memory plot
 
 
-def test_unbounded_error_bars_still_plot() -> None:
-    # an IQR over twice the median: the throughput's upper error-bar end is infinite
+def test_points_without_an_interval_still_plot() -> None:
+    # five steps: no 95 % interval of the median; drawn hollow, without error bars
     stats = StepStats.from_samples([0.01, 0.01, 0.01, 0.2, 0.2])
     trials = [
-        TrialResult(device="cpu", batch_size=b, step_time_s=stats, samples_per_s=b / 0.01)
+        TrialResult(
+            device="cpu",
+            batch_size=b,
+            step_time_s=stats,
+            step_times_s=[0.01, 0.01, 0.01, 0.2, 0.2],
+            samples_per_s=b / 0.01,
+        )
         for b in (8, 16, 32)
     ]
     run = RunResult(
         run_id="r", created="c", workload={}, settings={}, environment={}, trials=trials
     )
     analysis = _analysis(run)
-    assert math.isinf(analysis.devices[0].points[0].samples_per_s_high)
+    assert analysis.devices[0].points[0].samples_per_s_high is None
     assert png_size(plots.plot_throughput(analysis)) == EXPECTED

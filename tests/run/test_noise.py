@@ -188,6 +188,29 @@ def test_goodput_arithmetic_and_choice() -> None:
     assert big.batch_size == 256 and "also the fastest" in big.reason
 
 
+def test_goodput_keeps_variants_apart() -> None:
+    """fp32 160 samples/s, bf16 80, acc=4 (effective 64) 213: three series, never pooled."""
+
+    def t(precision: str, accumulate: int, per_step: float) -> TrialResult:
+        return TrialResult(
+            device="cpu",
+            batch_size=16,
+            precision=precision,
+            accumulate=accumulate,
+            effective_batch_size=16 * accumulate,
+            step_time_s=StepStats.from_samples([per_step] * 3),
+            samples_per_s=16 * accumulate / per_step,
+        )
+
+    run = _run({})
+    run.trials = [t("fp32", 1, 16 / 160), t("bf16", 1, 16 / 80), t("fp32", 4, 64 / 213)]
+    rows = goodput(_noise(48.0, 32.0, 80.0), run)
+    by_series = {(r.device, r.batch_size): r.samples_per_s for r in rows}
+    assert by_series == pytest.approx(
+        {("cpu", 16): 160.0, ("cpu bf16", 16): 80.0, ("cpu acc=4", 64): 213.0}
+    )
+
+
 def test_goodput_refuses_another_workload() -> None:
     with pytest.raises(UsageError, match="same workload"):
         goodput(_noise(10.0, 5.0, 20.0, workload="digits"), _run({16: 0.01}))

@@ -312,3 +312,76 @@ def test_the_refused_resume_did_not_touch_the_run(bad_inputs: BadInputs) -> None
     with Store(bad_inputs.root / "other.db") as store:
         (summary,) = store.list_runs()
         assert summary.n_done == 0 and summary.n_planned == 1
+
+
+# ------------------------------------------------- a resume is the stored plan
+
+
+def _stored_half_run(folder: Path) -> tuple[str, list[str]]:
+    """A run of 'linear' planned at b=8,16,32 with 4 steps, of which b=8 finished."""
+    from batchscope.core.plan import Plan
+    from batchscope.core.results import StepStats, TrialResult
+
+    plan = Plan(workload="linear", batch_sizes=[8, 16, 32], steps=4, warmup=0, threads=1)
+    keys = [s.key for s in plan.trials()]
+    run = RunResult(
+        run_id="20260101-000000-half",
+        created="2026-01-01T00:00:00+00:00",
+        workload={"name": "linear", "spec": "linear", "options": {}},
+        settings={**plan.settings(), "isolation": "process"},
+        environment={},
+    )
+    with Store(folder / "s.db") as store:
+        store.create_run(run, keys)
+        times = [0.001] * 4
+        store.add_trial(
+            run.run_id,
+            keys[0],
+            TrialResult(
+                device="cpu",
+                batch_size=8,
+                step_time_s=StepStats.from_samples(times),
+                step_times_s=times,
+                samples_per_s=8000.0,
+            ),
+        )
+    return run.run_id, keys
+
+
+def test_resume_alone_runs_exactly_the_missing_trials_of_the_stored_plan(tmp_path: Path) -> None:
+    run_id, keys = _stored_half_run(tmp_path)
+    code, out, err = run_cli(
+        "sweep", "--resume", run_id, "--store", "s.db", "-q", "--no-report", cwd=tmp_path
+    )
+    assert code == 0, err
+    with Store(tmp_path / "s.db") as store:
+        run = store.get_run(run_id)
+        (summary,) = store.list_runs()
+    assert [t.batch_size for t in run.trials] == [8, 16, 32]
+    assert all(t.measured_steps == 4 for t in run.trials[1:])  # the stored --steps 4
+    assert (summary.n_ok, summary.n_planned) == (3, 3)
+
+
+def test_a_resume_that_contradicts_the_stored_plan_is_refused(tmp_path: Path) -> None:
+    run_id, _ = _stored_half_run(tmp_path)
+    code, out, err = run_cli(
+        "sweep", "linear", "--resume", run_id, "--store", "s.db", "-b", "16,32", "--steps", "5",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "runs the stored plan" in lines[0]
+    assert "--batch-sizes 16,32 (the stored plan has 8,16,32)" in lines[0]
+    assert "and 1 more" in lines[0]
+    with Store(tmp_path / "s.db") as store:  # nothing ran
+        (summary,) = store.list_runs()
+        assert summary.n_done == 1 and summary.n_planned == 3
+
+
+def test_a_resume_with_the_stored_values_is_accepted(tmp_path: Path) -> None:
+    run_id, _ = _stored_half_run(tmp_path)
+    code, _, err = run_cli(
+        "sweep", "linear", "--resume", run_id, "--store", "s.db", "-b", "8,16,32", "--steps", "4",
+        "-q", "--no-report", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, err

@@ -1,4 +1,4 @@
-"""Curve fits with uncertainty: the time model, the throughput model, and the U-shape test.
+"""Curve fits with uncertainty: the time model and the throughput model.
 
 Two models describe how training speed depends on the batch size ``b``:
 
@@ -8,13 +8,23 @@ Two models describe how training speed depends on the batch size ``b``:
   with ``b`` and level off at ``x_max``; ``b_half`` is where half of it is reached.
   (It is the ``alpha = 1`` case of the time model, since ``1/X = 1/x_max + (b_half/x_max)/b``.)
 
-Both curves only ever fall (time) or rise (throughput). A measured curve that turns
-back up after its minimum by more than its spreads is a true U shape, which neither
-model can express: :func:`detect_u_shape` says so plainly, and the fits' verdicts
-repeat it. Fits use :func:`scipy.optimize.curve_fit` (bounded trust-region), weighted
-by ``sigmas`` when given; 95 % intervals are Student-t quantiles times the standard
-errors from the covariance (``absolute_sigma=False``: sigmas are relative weights,
-the scale comes from the residuals). Nothing here prints.
+Both curves only ever fall (time) or rise (throughput); a true U shape
+(:mod:`batchscope.analyse.ushape`) is what neither can express, and the verdicts say so.
+
+The ``sigmas`` are the *standard errors* of the values (for measured points, the
+standard error of the median step time, run-to-run variation included), so the fit
+uses them as absolute (``absolute_sigma=True``): the 95 % intervals are normal
+quantiles times the covariance's standard errors, and the chi-square of the
+residuals gives a goodness-of-fit p-value that is close to uniform when the model
+is right (``tests/analyse/test_fit_simulation.py`` measures it). Without sigmas
+nothing is judged against noise.
+
+What the data cannot determine is marked so (:attr:`Estimate.determined` False, with
+the reason): a parameter on its bound, one the covariance cannot bound, ``alpha``
+when ``c`` cannot be told from 0 (a flat curve has no exponent), ``b_half`` below the
+smallest or far above the largest measured batch size. A fit with R² ≤ 0 explains
+nothing (:attr:`CurveFit.meaningful` False). Nothing here prints; the wording is
+:mod:`batchscope.report.wording`'s.
 """
 
 from __future__ import annotations
@@ -27,18 +37,22 @@ from typing import Any
 
 import numpy as np
 
+from batchscope.analyse.ushape import UShape, detect_u_shape
+
 TIME_FORMULA = "T(b) = c / b^alpha + t_min"
 THROUGHPUT_FORMULA = "X(b) = x_max * b / (b + b_half)"
 
 #: A fit "describes the data within the noise" unless the residuals' chi-square,
-#: with the sigmas taken as standard deviations, is this improbable.
-CHI2_P_THRESHOLD = 1e-3
+#: with the sigmas as standard errors, is this improbable under the model.
+CHI2_P_THRESHOLD = 0.01
 #: Without sigmas nothing can be judged against noise; below this R² a fit is "poor".
 R2_GOOD = 0.95
-#: A fit within wide spreads but below this R² explains little of the curve.
-R2_WEAK = 0.5
 #: Upper bound on alpha (seed 003: typically 0 < alpha < 1; 1 = a fixed cost per step).
 ALPHA_MAX = 4.0
+#: An interval wider than this factor (high / low) does not determine its parameter.
+MAX_INTERVAL_FACTOR = 100.0
+#: two-sided 95 % normal quantile
+Z95 = 1.959963984540054
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -47,65 +61,33 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def format_r2(r2: float) -> str:
-    """R² with three decimals (four above 0.999, so a near-perfect fit is not '1.000')."""
-    if not math.isfinite(r2):
-        return "–"
-    if abs(r2) < 5e-4:
-        return "0.000"
-    return f"{r2:.4f}" if 0.999 < r2 < 1 else f"{r2:.3f}"
-
-
 @dataclass(frozen=True)
 class Estimate:
-    """A fitted parameter and its 95 % interval (``low``/``high`` are ±inf when unknown)."""
+    """A fitted parameter and its 95 % interval (``low``/``high`` are ±inf when unknown).
+
+    ``determined`` is False when the data cannot pin the parameter down; ``note`` says why.
+    """
 
     value: float
     low: float
     high: float
+    determined: bool = True
+    note: str | None = None
 
     @property
     def known(self) -> bool:
         """True when the interval could be estimated (both ends finite)."""
         return math.isfinite(self.low) and math.isfinite(self.high)
 
-    def to_dict(self) -> dict[str, float | None]:
-        """JSON-safe: an infinite or NaN end becomes ``None``."""
-        return {
-            "value": _finite_or_none(self.value),
-            "low": _finite_or_none(self.low),
-            "high": _finite_or_none(self.high),
-        }
-
-
-@dataclass
-class UShape:
-    """Whether the time curve rises after its minimum by more than the noise.
-
-    ``present`` is True only for a rise beyond the spreads after a minimum that
-    has smaller batch sizes on its left (a true U). ``judged`` is False when no
-    spread was given, in which case ``present`` stays False and ``message``
-    describes any rise without calling it real.
-    """
-
-    present: bool
-    b_min: int
-    message: str
-    #: largest relative rise after the minimum, e.g. 0.38 for +38 % (0.0 when none)
-    rise: float = 0.0
-    #: the batch size where that largest rise is reached (None when there is no rise)
-    b_rise: int | None = None
-    #: True when spreads were available to judge the rise against
-    judged: bool = True
-
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: an infinite or NaN end becomes ``None``; undetermined values too."""
         return {
-            "present": self.present,
-            "b_min": self.b_min,
-            "message": self.message,
-            "rise": self.rise,
-            "b_rise": self.b_rise,
-            "judged": self.judged,
+            "value": _finite_or_none(self.value) if self.determined else None,
+            "low": _finite_or_none(self.low) if self.determined else None,
+            "high": _finite_or_none(self.high) if self.determined else None,
+            "determined": self.determined,
+            "note": self.note,
+            "fitted_value": _finite_or_none(self.value),
         }
 
 
@@ -118,7 +100,9 @@ class CurveFit:
     params: dict[str, Estimate]
     r2: float
     n: int
+    #: the model describes the data within the noise (or, without sigmas, with R² ≥ 0.95)
     ok: bool
+    #: one sentence: does it fit, and if not, why not
     verdict: str
     #: degrees of freedom (points - parameters); intervals need at least 1
     dof: int = 0
@@ -132,6 +116,10 @@ class CurveFit:
     u_shape: UShape | None = None
     #: caveats, e.g. a parameter sitting on its bound
     notes: list[str] = field(default_factory=list)
+    #: False when the fit explains nothing (R² ≤ 0, a degenerate solution): not a result
+    meaningful: bool = True
+    #: what the data show instead, when the fit is not a result ("flat within the noise")
+    shows: str | None = None
 
     def predict(self, b: float | np.ndarray) -> np.ndarray | float:
         """The fitted curve at batch size(s) ``b``."""
@@ -152,7 +140,9 @@ class CurveFit:
             "r2": _finite_or_none(self.r2),
             "n": self.n,
             "ok": self.ok,
+            "meaningful": self.meaningful,
             "verdict": self.verdict,
+            "shows": self.shows,
             "dof": self.dof,
             "weighted": self.weighted,
             "covariance_ok": self.covariance_ok,
@@ -192,129 +182,17 @@ def _arrays(
         s = np.asarray(sigmas, dtype=float).ravel()
         if s.shape != y.shape:
             raise ValueError(f"{len(s)} sigmas for {len(y)} {what}")
-        s = np.where(np.isfinite(s) & (s > 0), s, 0.0)
-        # a zero spread would be infinite weight: floor it at the smallest one given
-        s = np.where(s > 0, s, np.min(s[s > 0])) if np.any(s > 0) else None
-    order = np.argsort(b, kind="stable")
-    return b[order], y[order], (s[order] if s is not None else None)
-
-
-def _fmt_b(b: float) -> str:
-    return f"{b:g}"
-
-
-# ---------------------------------------------------------------- the U shape
-
-
-def detect_u_shape(
-    batch_sizes: ArrayLike, times: ArrayLike, spreads: ArrayLike | None = None
-) -> UShape:
-    """Does the time curve rise after its minimum by more than the noise?
-
-    A rise counts when a later point's error bar (value ± spread) lies wholly above
-    the minimum's: ``times[j] - spreads[j] > times[min] + spreads[min]``. Without
-    spreads (None, or all zero) nothing is called real: ``present`` is False and the
-    message says the curve "rises again after b=…, without a measured spread to judge
-    against". A rise inside the error bars is a wiggle within the noise, not a U; so
-    is a bump that falls again to a new minimum later (the minimum is global).
-    """
-    b = np.asarray(batch_sizes, dtype=float).ravel()
-    t = np.asarray(times, dtype=float).ravel()
-    if b.shape != t.shape or b.size == 0:
-        raise ValueError("detect_u_shape needs as many times as batch sizes, at least one")
-    s: np.ndarray | None = None
-    if spreads is not None:
-        s = np.asarray(spreads, dtype=float).ravel()
-        if s.shape != t.shape:
-            raise ValueError("detect_u_shape needs one spread per time")
-        s = np.where(np.isfinite(s) & (s > 0), s, 0.0)
-        if not np.any(s > 0):
+        # an unknown or zero error cannot weight a fit: without every error, nothing is judged
+        if not np.all(np.isfinite(s) & (s > 0)):
             s = None
     order = np.argsort(b, kind="stable")
-    b, t = b[order], t[order]
-    if s is not None:
-        s = s[order]
-    i_min = int(np.argmin(t))
-    b_min = int(round(b[i_min]))
-    judged = s is not None
-    if i_min == len(t) - 1:
-        if len(t) == 1:
-            msg = f"one batch size (b={b_min}): no curve to judge"
-        else:
-            msg = f"no U shape: the time keeps falling to the largest batch size (b={b_min})"
-            bumps = _bumps(b, t, s)
-            if bumps:
-                msg += f", though {bumps}"
-        return UShape(False, b_min, msg, 0.0, None, judged)
-    bumps = _bumps(b[: i_min + 1], t[: i_min + 1], None if s is None else s[: i_min + 1])
-    before = f"; before the minimum it is {bumps}" if bumps else ""
-    after = t[i_min + 1 :]
-    rel = after / t[i_min] - 1.0
-    j = int(np.argmax(rel))
-    rise = float(rel[j])
-    b_rise = int(round(b[i_min + 1 + j]))
-    pct = _pct(rise, "+")
-    where = f"after b={b_min} ({pct} by b={b_rise})"
-    if s is None:
-        msg = f"rises again {where}, without a measured spread to judge against{before}"
-        if i_min == 0:
-            msg = (
-                f"rises from the smallest batch size on ({pct} by b={b_rise}), "
-                "without a measured spread to judge against"
-            )
-        return UShape(False, b_min, msg, rise, b_rise, False)
-    lower_after = after - s[i_min + 1 :]
-    gap = lower_after - (t[i_min] + s[i_min])
-    beyond = bool(np.any(gap > 0))
-    if beyond:
-        k = int(np.argmax(gap))
-        b_clear = int(round(b[i_min + 1 + k]))
-        if i_min == 0:
-            msg = (
-                f"no U shape: the time rises from the smallest batch size on "
-                f"({pct} by b={b_rise}, beyond the spreads): no falling arm"
-            )
-            return UShape(False, b_min, msg, rise, b_rise, True)
-        if gap[-1] <= 0 and k != len(gap) - 1:
-            # the largest size is back within the minimum's noise: a bump, not a U's arm
-            b_last = int(round(b[-1]))
-            back = _pct(float(t[-1] / t[i_min] - 1.0), "+")
-            msg = (
-                f"no clear U shape: the time rises {where}, beyond the noise at "
-                f"b={b_clear}, but is back within the noise of the minimum at b={b_last} "
-                f"({back}); more --steps or --repeats would tell a bump from a U{before}"
-            )
-            return UShape(False, b_min, msg, rise, b_rise, True)
-        msg = (
-            f"a true U shape: the time rises again {where}, beyond the noise "
-            f"(at b={b_clear} the error bars do not overlap the minimum's){before}"
-        )
-        return UShape(True, b_min, msg, rise, b_rise, True)
-    msg = (
-        f"no U shape: the rise {where} is within the noise (the error bars overlap), "
-        f"a wiggle rather than a U{before}"
-    )
-    return UShape(False, b_min, msg, rise, b_rise, True)
-
-
-def _bumps(b: np.ndarray, t: np.ndarray, s: np.ndarray | None) -> str:
-    """Describe the first local rise on a stretch that should fall (a non-monotone wiggle)."""
-    ups = [i for i in range(1, len(t)) if t[i] > t[i - 1]]
-    if not ups:
-        return ""
-    i = ups[0]
-    rel = float(t[i] / t[i - 1] - 1.0)
-    text = f"not monotone: up from b={_fmt_b(b[i - 1])} to b={_fmt_b(b[i])} ({_pct(rel, '+')}"
-    if s is None:
-        return text + ")"
-    within = t[i] - s[i] <= t[i - 1] + s[i - 1]
-    return text + (", within the noise)" if within else ", beyond the spreads)")
+    return b[order], y[order], (s[order] if s is not None else None)
 
 
 # ---------------------------------------------------------------- fitting
 
 
-def _r2(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None = None) -> float:
+def r_squared(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None = None) -> float:
     """R², weighted by 1/σ² when sigmas are given (the fit's own objective)."""
     w = np.ones_like(y) if s is None else 1.0 / s**2
     mean = float(np.sum(w * y) / np.sum(w))
@@ -323,12 +201,6 @@ def _r2(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None = None) -> float:
     if ss_tot == 0:
         return 1.0 if ss_res == 0 else 0.0
     return 1.0 - ss_res / ss_tot
-
-
-def _t_quantile(dof: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, dof))
 
 
 def _curve_fit(
@@ -355,7 +227,7 @@ def _curve_fit(
                 y,
                 p0=p0,
                 sigma=s,
-                absolute_sigma=False,
+                absolute_sigma=s is not None,
                 bounds=(lower, upper),
                 method="trf",
                 x_scale="jac",
@@ -366,6 +238,15 @@ def _curve_fit(
     return np.asarray(popt, dtype=float), np.asarray(pcov, dtype=float)
 
 
+def _quantile(dof: int, weighted: bool) -> float:
+    """Normal with absolute sigmas; Student's t when the scale comes from the residuals."""
+    if weighted:
+        return Z95
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
+
+
 def _estimates(
     names: Sequence[str],
     popt: np.ndarray,
@@ -373,6 +254,7 @@ def _estimates(
     dof: int,
     lower: np.ndarray,
     upper: np.ndarray,
+    weighted: bool,
 ) -> tuple[dict[str, Estimate], bool]:
     ok = (
         pcov is not None
@@ -381,17 +263,22 @@ def _estimates(
         and bool(np.all(np.diag(pcov) >= 0))
     )
     out: dict[str, Estimate] = {}
-    tq = _t_quantile(dof) if ok else math.inf
+    q = _quantile(dof, weighted) if ok else math.inf
     for i, name in enumerate(names):
         value = float(popt[i])
         if ok:
             assert pcov is not None
-            half = tq * math.sqrt(float(pcov[i, i]))
+            half = q * math.sqrt(float(pcov[i, i]))
             low = max(value - half, float(lower[i]))
             high = min(value + half, float(upper[i]))
+            out[name] = Estimate(value, low, high)
         else:
-            low, high = -math.inf, math.inf
-        out[name] = Estimate(value, low, high)
+            why = (
+                f"{len(popt)} parameters need at least {len(popt) + 1} points for an interval"
+                if dof < 1
+                else "the covariance could not be estimated"
+            )
+            out[name] = Estimate(value, -math.inf, math.inf, False, why)
     return out, ok
 
 
@@ -404,97 +291,46 @@ def _chi2_p(resid: np.ndarray, s: np.ndarray | None, dof: int) -> float | None:
     return float(stats.chi2.sf(chi2, dof))
 
 
-def _at_bound_notes(
-    names: Sequence[str],
-    popt: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    scales: Sequence[float],
-    labels: dict[str, str],
-) -> list[str]:
-    """Name the parameters the fit pushed onto a bound (their intervals are doubtful)."""
-    notes = []
-    for i, name in enumerate(names):
-        tol = 1e-6 * max(abs(float(scales[i])), 1e-300)
-        if abs(popt[i] - lower[i]) <= tol:
-            notes.append(
-                f"{labels[name]} sits on its lower bound {lower[i]:g}: its interval is doubtful"
-            )
-        elif math.isfinite(upper[i]) and abs(upper[i] - popt[i]) <= tol:
-            notes.append(
-                f"{labels[name]} sits on its upper bound {upper[i]:g}: its interval is doubtful"
-            )
-    return notes
+def _undetermined(e: Estimate, note: str) -> Estimate:
+    return Estimate(e.value, e.low, e.high, False, note)
 
 
-_TIME_LABELS = {"c": "c", "alpha": "α", "t_min": "T_min"}
-_THROUGHPUT_LABELS = {"x_max": "X_max", "b_half": "b_half"}
+def _on_bound(e: Estimate, bound: float, scale: float) -> bool:
+    return math.isfinite(bound) and abs(e.value - bound) <= 1e-6 * max(abs(scale), 1e-300)
 
 
-def _pct(rise: float, sign: str) -> str:
-    return f"{sign}{rise:.0%}" if rise >= 0.01 else f"{sign}{rise:.1%}"
+def _too_wide(e: Estimate) -> bool:
+    if not e.known:
+        return True
+    if e.low <= 0 < e.high:
+        return e.value <= 0 or e.high / max(e.value, 1e-300) > MAX_INTERVAL_FACTOR
+    return e.low > 0 and e.high / e.low > MAX_INTERVAL_FACTOR
 
 
-def _verdict(
-    *,
-    kind: str,
-    n: int,
-    n_params: int,
-    r2: float,
-    weighted: bool,
-    chi2_p: float | None,
-    u: UShape | None,
-    cov_ok: bool,
-    cannot: str,
-) -> tuple[bool, str]:
-    """One sentence: does the model describe the data, and if not, why not."""
-    tail = ""
-    if n < n_params + 1:
-        tail = (
-            f"; {n} points for {n_params} parameters: no 95 % intervals "
-            f"(they need at least {n_params + 1} points)"
-        )
-    elif not cov_ok:
-        tail = "; the covariance could not be estimated, so the intervals are unknown (inf)"
-    moves, sign = ("falls", "-") if kind == "throughput" else ("rises", "+")
-    if u is not None and u.present:
-        return False, (
-            f"does not fit: the {kind} {moves} again after b={u.b_min} "
-            f"({_pct(u.rise, sign)} by b={u.b_rise}) beyond the noise (a true U shape), "
-            f"which {cannot}" + tail
-        )
-    if u is not None and u.rise > 0 and not u.judged and r2 < R2_GOOD:
-        return False, (
-            f"does not fit well (R² {format_r2(r2)}): the {kind} {moves} again after b={u.b_min} "
-            f"({_pct(u.rise, sign)} by b={u.b_rise}), which {cannot}; without a measured "
-            "spread it cannot be told whether that is a true U shape or noise" + tail
-        )
-    if weighted and chi2_p is not None and chi2_p < CHI2_P_THRESHOLD:
-        return False, (
-            f"does not fit within the noise (R² {format_r2(r2)}; residuals far beyond the spreads, "
-            f"chi-square p = {chi2_p:.2g})" + tail
-        )
-    extra = ""
-    if u is not None and u.judged and u.rise > 0:
-        extra = f"; the {kind} {moves} after b={u.b_min} only within the noise"
-    if weighted and chi2_p is not None and r2 < R2_WEAK:
-        return True, (
-            f"fits only because the spreads are wide (R² {format_r2(r2)}): the noise is as "
-            f"large as the trend, so the parameters say little{extra}" + tail
-        )
-    if weighted and chi2_p is not None:
-        return True, f"fits within the noise (R² {format_r2(r2)}){extra}" + tail
-    if weighted:  # no degrees of freedom left to judge by
-        return (
-            True,
-            f"passes through the points (R² {format_r2(r2)}), nothing left to judge by" + tail,
-        )
-    if r2 >= R2_GOOD:
-        return True, (
-            f"fits (R² {format_r2(r2)}); no spread given, so the residuals are not judged against "
-            "noise" + tail
-        )
-    return False, f"does not fit well (R² {format_r2(r2)}); no spread given to judge against" + tail
+def _judge_time_params(
+    params: dict[str, Estimate], b: np.ndarray, scale: float
+) -> tuple[dict[str, Estimate], list[str]]:
+    """Mark what the time model's data cannot determine, and say what they show instead."""
+    c, alpha, t_min = params["c"], params["alpha"], params["t_min"]
+    notes: list[str] = []
+    if not c.determined:
+        return params, notes
+    flat = c.low <= 0 or _on_bound(c, 0.0, scale * float(np.max(b)))
+    if flat:
+        c = _undetermined(c, "cannot be told from 0: no falling trend within the noise")
+        alpha = _undetermined(alpha, "a curve without a falling trend has no exponent")
+        notes.append("no falling trend within the noise: c and α are not determined")
+    else:
+        for bound in (0.0, ALPHA_MAX):
+            if _on_bound(alpha, bound, 1.0):
+                alpha = _undetermined(alpha, f"sits on its bound {bound:g}")
+                notes.append(f"α sits on its bound {bound:g}: not determined")
+        if _too_wide(alpha):
+            alpha = _undetermined(alpha, "its interval spans more than a factor of 100")
+    if _on_bound(t_min, 0.0, scale) or t_min.low <= 0:
+        t_min = _undetermined(t_min, "cannot be told from 0: the floor is not reached")
+        notes.append("T_min cannot be told from 0: the floor is not reached in this range")
+    return {"c": c, "alpha": alpha, "t_min": t_min}, notes
 
 
 def fit_time_model(
@@ -508,9 +344,9 @@ def fit_time_model(
 
     ``times`` are per sample (the default) or per epoch of a fixed data set
     (``quantity="time_per_epoch"``; the model is the same, the units differ).
-    ``sigmas`` (the spreads) weight the fit and judge it; without them nothing is
-    judged against noise. Starting values come from a grid over alpha with
-    ``c`` and ``t_min`` solved by non-negative least squares for each.
+    ``sigmas`` are the standard errors of the times; they weight the fit and judge
+    it, and without them nothing is judged against noise. Starting values come from
+    a grid over alpha with ``c`` and ``t_min`` solved by non-negative least squares.
     """
     from scipy.optimize import nnls
 
@@ -534,40 +370,55 @@ def fit_time_model(
     upper = np.array([np.inf, ALPHA_MAX, np.inf])
     popt, pcov = _curve_fit(_time, b, y, s, np.array([c0, a0, t0]), lower, upper)
     dof = n - 3
-    names = ("c", "alpha", "t_min")
-    params, cov_ok = _estimates(names, popt, pcov, dof, lower, upper)
-    yhat = _time(b, *popt)
-    r2 = _r2(y, yhat, s)
-    chi2_p = _chi2_p(y - yhat, s, dof)
-    u = detect_u_shape(b, y, s) if n >= 3 else None
-    ok, verdict = _verdict(
-        kind="time",
-        n=n,
-        n_params=3,
-        r2=r2,
-        weighted=s is not None,
-        chi2_p=chi2_p,
-        u=u,
-        cov_ok=cov_ok,
-        cannot="c/b^α + T_min cannot express (it only falls)",
+    params, cov_ok = _estimates(
+        ("c", "alpha", "t_min"), popt, pcov, dof, lower, upper, s is not None
     )
-    return CurveFit(
+    params, notes = _judge_time_params(params, b, scale)
+    yhat = _time(b, *popt)
+    r2 = r_squared(y, yhat, s)
+    chi2_p = _chi2_p(y - yhat, s, dof)
+    what = "the time per epoch" if quantity == "time_per_epoch" else "the time per sample"
+    u = detect_u_shape(b, y, s, what=what) if n >= 3 else None
+    fit = CurveFit(
         model=quantity,
         formula=TIME_FORMULA,
         params=params,
         r2=r2,
         n=n,
-        ok=ok,
-        verdict=verdict,
+        ok=False,
+        verdict="",
         dof=dof,
         weighted=s is not None,
         covariance_ok=cov_ok,
         chi2_p=chi2_p,
         u_shape=u,
-        notes=_at_bound_notes(
-            names, popt, lower, upper, (scale * float(np.max(b)), 1.0, scale), _TIME_LABELS
-        ),
+        notes=notes,
     )
+    _judge(fit, kind="time", cannot="c/b^α + T_min cannot express (it only falls)")
+    return fit
+
+
+def _judge_throughput_params(
+    params: dict[str, Estimate], b: np.ndarray
+) -> tuple[dict[str, Estimate], list[str]]:
+    x_max, b_half = params["x_max"], params["b_half"]
+    notes: list[str] = []
+    if not b_half.determined:
+        return params, notes
+    smallest, largest = float(np.min(b)), float(np.max(b))
+    if b_half.high < smallest / 2 or b_half.low <= 0:
+        b_half = _undetermined(
+            b_half, f"below the smallest batch size measured (b={smallest:g}): saturated already"
+        )
+        notes.append(
+            f"throughput is saturated from the smallest batch size (b={smallest:g}) on: "
+            "b_half is not determined"
+        )
+    elif b_half.low > 2 * largest or _too_wide(b_half):
+        b_half = _undetermined(b_half, "beyond the measured range: no saturation seen")
+        x_max = _undetermined(x_max, "the throughput is still rising at the largest batch size")
+        notes.append("no saturation within the measured batch sizes: X_max is not determined")
+    return {"x_max": x_max, "b_half": b_half}, notes
 
 
 def fit_throughput_model(
@@ -575,10 +426,9 @@ def fit_throughput_model(
 ) -> CurveFit:
     """Fit ``X(b) = x_max * b / (b + b_half)`` (x_max > 0, b_half ≥ 0).
 
-    A throughput that falls after its maximum beyond the spreads is the U shape
-    seen from the other side; the verdict says the model (which only rises)
-    cannot express it. The test runs on ``1/X`` with the spreads carried over
-    (``sigma/X²``).
+    A throughput that falls after its maximum beyond the noise is the U shape seen
+    from the other side; the verdict says the model (which only rises) cannot
+    express it. The U test runs on ``1/X`` with the errors carried over (``σ/X²``).
     """
     b, x, s = _arrays(batch_sizes, throughputs, sigmas, "throughputs")
     n = len(b)
@@ -598,123 +448,96 @@ def fit_throughput_model(
     upper = np.array([np.inf, np.inf])
     popt, pcov = _curve_fit(_throughput, b, x, s, np.array([x0, h0]), lower, upper)
     dof = n - 2
-    names = ("x_max", "b_half")
-    params, cov_ok = _estimates(names, popt, pcov, dof, lower, upper)
+    params, cov_ok = _estimates(("x_max", "b_half"), popt, pcov, dof, lower, upper, s is not None)
+    params, notes = _judge_throughput_params(params, b)
     xhat = _throughput(b, *popt)
-    r2 = _r2(x, xhat, s)
+    r2 = r_squared(x, xhat, s)
     chi2_p = _chi2_p(x - xhat, s, dof)
-    u = None
-    if n >= 3:
-        inv = 1.0 / x
-        u = detect_u_shape(b, inv, None if s is None else s / x**2)
-        u = _as_throughput_drop(u)
-    ok, verdict = _verdict(
-        kind="throughput",
-        n=n,
-        n_params=2,
-        r2=r2,
-        weighted=s is not None,
-        chi2_p=chi2_p,
-        u=u,
-        cov_ok=cov_ok,
-        cannot="X_max·b/(b + b_half) cannot express (it only rises)",
-    )
-    return CurveFit(
+    u = detect_u_shape(b, 1.0 / x, None if s is None else s / x**2) if n >= 3 else None
+    fit = CurveFit(
         model="throughput",
         formula=THROUGHPUT_FORMULA,
         params=params,
         r2=r2,
         n=n,
-        ok=ok,
-        verdict=verdict,
+        ok=False,
+        verdict="",
         dof=dof,
         weighted=s is not None,
         covariance_ok=cov_ok,
         chi2_p=chi2_p,
         u_shape=u,
-        notes=_at_bound_notes(
-            names, popt, lower, upper, (float(np.max(x)), float(np.min(b))), _THROUGHPUT_LABELS
-        ),
+        notes=notes,
     )
+    _judge(fit, kind="throughput", cannot="X_max·b/(b + b_half) cannot express (it only rises)")
+    return fit
 
 
-def _as_throughput_drop(u: UShape) -> UShape:
-    """Reword a U-shape result on 1/X as a throughput that falls after its peak."""
-    msg = (
-        u.message.replace("the time keeps falling", "throughput keeps rising")
-        .replace("the time rises", "throughput falls")
-        .replace("rises again", "falls again")
-        .replace("rises from", "falls from")
-        .replace("the rise ", "the drop ")
-    )
-    rise = 1.0 - 1.0 / (1.0 + u.rise) if u.rise > 0 else 0.0  # drop of X, as a fraction
-    msg = _swap_pct(msg, u.rise, rise)
-    return UShape(u.present, u.b_min, msg, rise, u.b_rise, u.judged)
+def _pct(x: float) -> str:
+    return f"{x:+.0%}" if abs(x) >= 0.01 else f"{x:+.1%}"
 
 
-def _swap_pct(msg: str, time_rise: float, drop: float) -> str:
-    old = f"+{time_rise:.0%}" if time_rise >= 0.01 else f"+{time_rise:.1%}"
-    new = f"-{drop:.0%}" if drop >= 0.01 else f"-{drop:.1%}"
-    return msg.replace(old, new)
-
-
-# ---------------------------------------------------------------- wording for reports
-
-
-def describe_estimate(name: str, e: Estimate, unit: str = "") -> str:
-    """'α = 0.82 [0.71, 0.93]' (or '[?]' when the interval is unknown)."""
-    label = {**_TIME_LABELS, **_THROUGHPUT_LABELS}.get(name, name)
-    fmt = _fmt_time if unit == "s" else _fmt_num
-    if e.known:
-        return f"{label} = {fmt(e.value)} [{fmt(e.low)}, {fmt(e.high)}]"
-    return f"{label} = {fmt(e.value)} [interval unknown]"
-
-
-def _fmt_num(x: float) -> str:
-    if x == 0:
-        return "0"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.3g}"
-
-
-def _fmt_time(x: float) -> str:
-    """format_seconds up to an hour, then plain seconds ('1.53e+07 s')."""
-    from batchscope.units import format_seconds
-
-    if x == 0:
-        return "0 s"
-    if not math.isfinite(x) or abs(x) >= 3600:
-        return f"{x:.3g} s"
-    return format_seconds(x)
-
-
-def describe_fit(fit: CurveFit, *, time_unit: bool = True) -> str:
-    """One compact line: 'fit T(b) = c/b^α + T_min: α = 0.82 [0.71, 0.93], T_min = … , R² 0.998'.
-
-    When the model does not fit, the line is the verdict sentence instead.
-    """
-    if fit.model == "throughput":
-        head = "fit X(b) = X_max·b/(b + b_half)"
-        parts = [
-            describe_estimate("x_max", fit.params["x_max"]) + (" samples/s" if time_unit else ""),
-            describe_estimate("b_half", fit.params["b_half"]),
-        ]
+def _judge(fit: CurveFit, *, kind: str, cannot: str) -> None:
+    """Set ``ok``, ``meaningful``, ``verdict`` and ``shows``: one sentence, never a bare number."""
+    u = fit.u_shape
+    n_params = len(fit.params)
+    tail = ""
+    if fit.n < n_params + 1:
+        tail = (
+            f"; {fit.n} points for {n_params} parameters: no 95 % intervals "
+            f"(they need at least {n_params + 1} points)"
+        )
+    elif not fit.covariance_ok:
+        tail = "; the covariance could not be estimated, so the intervals are unknown"
+    r2_text = "–" if not math.isfinite(fit.r2) else f"{fit.r2:.3f}"
+    if u is not None and u.present:
+        moves = "falls again" if kind == "throughput" else "rises again"
+        fit.ok, fit.meaningful = False, False
+        fit.verdict = (
+            f"does not fit: the {kind} {moves} after b={u.b_min} beyond the noise "
+            f"(a U shape), which {cannot}" + tail
+        )
+        return
+    if u is not None and not u.judged and u.rise > 0 and not fit.weighted and fit.r2 < R2_GOOD:
+        moves = "falls again" if kind == "throughput" else "rises again"
+        pct = f"{u.rise:+.0%}" if kind != "throughput" else f"{-u.rise / (1 + u.rise):+.0%}"
+        fit.ok = False
+        fit.verdict = (
+            f"does not fit well (R² {r2_text}): the {kind} {moves} after b={u.b_min} "
+            f"({pct} by b={u.b_rise}), which {cannot}; without standard errors it cannot be "
+            "told whether that is a U shape or noise" + tail
+        )
+    elif fit.weighted and fit.chi2_p is not None and fit.chi2_p < CHI2_P_THRESHOLD:
+        fit.ok = False
+        fit.verdict = (
+            f"does not fit within the noise (residuals beyond the standard errors, "
+            f"chi-square p = {fit.chi2_p:.2g})" + tail
+        )
+    elif fit.weighted and fit.chi2_p is not None:
+        fit.ok = True
+        fit.verdict = f"fits within the noise (chi-square p = {fit.chi2_p:.2g})" + tail
+    elif fit.weighted:
+        fit.ok = True
+        fit.verdict = "passes through the points: nothing left to judge the fit by" + tail
+    elif fit.r2 >= R2_GOOD:
+        fit.ok = True
+        fit.verdict = (
+            f"fits (R² {r2_text}); no standard errors given, so it is not judged against "
+            "noise" + tail
+        )
     else:
-        head = "fit T(b) = c/b^α + T_min"
-        parts = [
-            describe_estimate("alpha", fit.params["alpha"]),
-            describe_estimate("t_min", fit.params["t_min"], "s" if time_unit else ""),
-        ]
-    if not fit.ok:
-        return f"{head}: {fit.verdict}"
-    line = f"{head}: {', '.join(parts)}, R² {format_r2(fit.r2)}"
-    caveats = list(fit.notes)
-    if fit.r2 < R2_WEAK:
-        caveats.insert(0, "the noise is as large as the trend")
-    if caveats:
-        line += f" ({'; '.join(caveats)})"
-    return line
+        fit.ok = False
+        fit.verdict = f"does not fit well (R² {r2_text}); no standard errors given" + tail
+    if not math.isfinite(fit.r2) or fit.r2 <= 0:
+        fit.meaningful = False
+        fit.shows = (
+            u.message
+            if u is not None
+            else f"the model explains none of the variation (R² {r2_text})"
+        )
+    elif all(not e.determined for e in fit.params.values()):
+        fit.meaningful = False
+        fit.shows = "no parameter is determined by these points"
 
 
 # ---------------------------------------------------------------- fitting a table (the CLI)
@@ -741,7 +564,7 @@ VALUE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("throughput", "throughput"),
 )
 BATCH_COLUMNS = ("batch_size", "bs", "batch")
-SPREAD_COLUMNS = ("spread", "iqr", "stdev", "std", "sd", "sigma", "error", "err")
+SPREAD_COLUMNS = ("stderr", "sem", "spread", "iqr", "stdev", "std", "sd", "sigma", "error", "err")
 
 _TIME_UNITS = {
     "": 1.0,
@@ -798,7 +621,8 @@ def parse_value(text: str, kind: str) -> float | None:
     import re
 
     match = re.fullmatch(rf"\s*({_NUMBER})\s*(.*?)\s*", text)
-    if not match or not re.search(r"\d", match.group(1)):
+    # the digits must be in the mantissa: "e5" alone is no number (float() refuses it)
+    if not match or not re.search(r"\d", re.split(r"[eE]", match.group(1), maxsplit=1)[0]):
         return None
     number = float(match.group(1).replace(",", ""))
     unit = match.group(2).lower()
@@ -898,20 +722,26 @@ def _read_rows(path: str) -> list[tuple[int, list[str]]]:
             if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
                 continue  # the |---|---| separator
             rows.append((number, cells))
-        return rows
-    sample = "\n".join(line for _, line in lines[:20])
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        return [
-            (number, [c.strip() for c in cells])
-            for number, line in lines
-            for cells in csv.reader([line], dialect)
-        ]
-    except csv.Error as exc:
-        raise UsageError(f"{path!r} is not a readable CSV file: {exc}") from exc
+    else:
+        sample = "\n".join(line for _, line in lines[:20])
+        try:
+            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        try:
+            rows = [
+                (number, [c.strip() for c in cells])
+                for number, line in lines
+                for cells in csv.reader([line], dialect)
+            ]
+        except csv.Error as exc:
+            raise UsageError(f"{path!r} is not a readable CSV file: {exc}") from exc
+    if not rows:  # e.g. a Markdown table that is only its |---| separator
+        raise UsageError(
+            f"{path!r} has no table rows: expected a header row with batch_size and a time "
+            "or throughput column"
+        )
+    return rows
 
 
 def read_table(path: str, *, time_column: str | None = None, kind: str | None = None) -> FitTable:

@@ -1,39 +1,30 @@
-"""Explain the curve: one run's measurements turned into fits, causes and a recommendation.
+"""Explain the curve: a run's measurements turned into verdicts, fits, causes, a recommendation.
 
 :func:`analyse_run` reads a :class:`~batchscope.core.results.RunResult` (it never runs
-training) and returns a :class:`RunAnalysis`: per device, one :class:`Point` per batch
-size with its repeats merged, the fits of the time per sample and the throughput
-(:mod:`batchscope.analyse.curves`), the memory fit (:mod:`batchscope.analyse.memory_model`, when
-present), the measured causes in plain words, a :class:`Recommendation` whose every
-choice carries a one-line reason, and warnings about noisy or badly warmed-up
-trials (:mod:`batchscope.analyse.stats`); across devices, the speedups per batch size and
-best against best, with hyperfine's propagated uncertainty. Nothing here prints.
+training) and returns a :class:`RunAnalysis`: per series (a device, or a device with a
+variant), the points with their intervals (:mod:`.points`), the ranking — fastest, tied,
+within 5 % (:mod:`.ranking`) — the U-shape verdict (:mod:`.ushape`), the fits
+(:mod:`.curves`), the memory model, the measured causes in words, a
+:class:`Recommendation` whose every choice carries a one-line reason, and warnings;
+across series, the speedups per batch size and best against best (:mod:`.speedup`).
+
+Every table, plot, report and the JSON ``analysis`` object read their figures from
+here: each figure is computed once. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batchscope.analyse.curves import (
-    CurveFit,
-    UShape,
-    describe_fit,
-    detect_u_shape,
-    fit_throughput_model,
-    fit_time_model,
-)
-from batchscope.analyse.speedup import Speedup, speedup
-from batchscope.analyse.stats import (
-    Finding,
-    group_findings,
-    merge_repeats,
-    repeat_findings,
-    step_findings,
-)
+from batchscope.analyse.curves import CurveFit, fit_throughput_model, fit_time_model
+from batchscope.analyse.points import NO_STEP_TIMES, Drift, Point, series_points
+from batchscope.analyse.ranking import NEAR_BEST, NearBest, Ranking, rank, smallest_near_best
+from batchscope.analyse.speedup import Side, Speedup, compare
+from batchscope.analyse.stats import Finding, group_findings, step_findings
+from batchscope.analyse.ushape import UShape, u_shape_test
 from batchscope.core.results import RunResult, TrialResult
 from batchscope.core.target import Quality, quality, soonest_to_target
 from batchscope.units import format_bytes, format_seconds
@@ -41,49 +32,24 @@ from batchscope.units import format_bytes, format_seconds
 if TYPE_CHECKING:
     from batchscope.analyse.memory_model import MemoryFit
 
-#: the smallest batch size "near the best" gives at least this fraction of the best throughput
-NEAR_BEST = 0.95
+__all__ = [
+    "NEAR_BEST",
+    "NO_STEP_TIMES",
+    "Choice",
+    "DeviceAnalysis",
+    "Recommendation",
+    "RunAnalysis",
+    "analyse_device",
+    "analyse_run",
+    "device_points",
+]
+
 #: a peak at or above this fraction of --memory-limit is "near" it
 NEAR_LIMIT = 0.80
-#: the fits need this many successful batch sizes (3 parameters)
+#: the fits need this many batch sizes with intervals (3 parameters)
 MIN_POINTS_TO_FIT = 3
-
-
-@dataclass
-class Point:
-    """One batch size on one device, repeats merged.
-
-    Times are medians over each trial's measured steps, then the median over
-    repeats. ``time_per_sample_spread_s`` is the larger of the within-trial IQR and
-    the IQR of the repeats' medians, per sample. The throughput's error-bar ends are
-    the throughput at the median step time plus and minus half that spread (for one
-    trial: roughly its quartiles).
-    """
-
-    batch_size: int
-    n_trials: int
-    time_per_sample_s: float
-    time_per_sample_spread_s: float
-    samples_per_s: float
-    samples_per_s_low: float
-    samples_per_s_high: float
-    peak_memory_bytes: int | None
-    data_wait_fraction: float | None
-    samples_per_epoch: int | None
-    #: median step time (median of the repeats' medians), seconds
-    step_time_s: float = math.nan
-    #: median of the repeats' step-time IQRs (spread within a trial), seconds
-    step_time_iqr_s: float = 0.0
-    #: max − min and IQR of the repeats' median step times (0 for one repeat), seconds
-    across_repeats_range_s: float = 0.0
-    across_repeats_iqr_s: float = 0.0
-    #: pooled mean and stdev of every measured step, per sample (for hyperfine's formula)
-    time_per_sample_mean_s: float = math.nan
-    time_per_sample_stdev_s: float = 0.0
-    #: measured steps over all repeats
-    n_steps: int = 0
-    #: repeats at this batch size that did not finish ok, as {status: count}
-    failed_repeats: dict[str, int] = field(default_factory=dict)
+#: a point known less precisely than this (half its 95 % interval) gets a warning
+IMPRECISE = 0.05
 
 
 @dataclass
@@ -98,14 +64,17 @@ class Choice:
 class Recommendation:
     best_throughput: Choice | None
     largest_that_fits: Choice | None
-    smallest_near_best: Choice | None  # smallest batch within 5 % of the best throughput
+    smallest_near_best: Choice | None  # smallest batch confirmed within 5 % of the best
     #: with --target: the smallest median time-to-target (target.soonest_to_target)
     reaches_target_soonest: Choice | None = None
+    #: the one batch size to use, and why
+    recommended: Choice | None = None
 
     def lines(self) -> list[str]:
-        """'fastest: b=64: highest throughput …', one per choice made."""
+        """'fastest: b=64: …', one per choice made, the recommendation first."""
         out = []
         for label, choice in (
+            ("use", self.recommended),
             ("fastest", self.best_throughput),
             ("largest that fits", self.largest_that_fits),
             (f"smallest within {1 - NEAR_BEST:.0%} of the fastest", self.smallest_near_best),
@@ -118,6 +87,8 @@ class Recommendation:
 
 @dataclass
 class DeviceAnalysis:
+    """One series ("cpu", "cuda:0", "cpu bf16"): its points and every verdict on them."""
+
     device: str
     points: list[Point]
     failed: dict[int, str]  # batch_size -> status ("oom", "crashed", ...)
@@ -128,52 +99,98 @@ class DeviceAnalysis:
     u_shape: UShape | None
     causes: list[str]  # measured causes named in plain words
     recommendation: Recommendation
-    warnings: list[str]  # noisy / outliers / warm-up too short, with hints
+    warnings: list[str]  # imprecise points, outliers, warm-up too short, with hints
     #: the validation metric per batch size over training (--epochs runs), for the report
     quality: Quality | None = None
+    ranking: Ranking = field(default_factory=lambda: Ranking(None))
+    near_best: NearBest | None = None
+    drift: Drift = field(default_factory=Drift)
+    #: caveats about what the intervals include (e.g. one round: no run-to-run variation)
+    notes: list[str] = field(default_factory=list)
+    #: failed batch size -> the first failing trial's error line
+    errors: dict[int, str] = field(default_factory=dict)
 
     def point(self, batch_size: int) -> Point | None:
         return next((p for p in self.points if p.batch_size == batch_size), None)
 
     def best_point(self) -> Point | None:
-        """The point with the highest throughput (None without points)."""
+        """The fastest judged point, else the point with the highest measured throughput."""
+        if self.ranking.fastest is not None:
+            return self.ranking.fastest
         return max(self.points, key=lambda p: p.samples_per_s, default=None)
 
-    def to_dict(self) -> dict[str, Any]:
-        mf = self.memory_fit
-        memory_fit: dict[str, Any] | None = None
-        if mf is not None:
-            if hasattr(mf, "to_dict"):
-                memory_fit = mf.to_dict()
-            else:  # pragma: no cover - a MemoryFit without to_dict
-                memory_fit = {
-                    k: getattr(mf, k, None)
-                    for k in ("a_bytes", "m_bytes_per_sample", "r2", "residuals_bytes", "n")
-                }
+    def relative(self, batch_size: int) -> float | None:
+        """A point's throughput as a fraction of the best point's (the table's figure)."""
+        best, p = self.best_point(), self.point(batch_size)
+        if best is None or p is None or best.samples_per_s <= 0:
+            return None
+        return p.samples_per_s / best.samples_per_s
+
+    def verdicts(self) -> dict[str, Any]:
+        """The machine-readable verdicts: the JSON ``analysis`` object of this series."""
+        best = self.ranking.fastest
+        rec = self.recommendation
+        fastest: dict[str, Any] | None = None
+        if best is not None:
+            fastest = {
+                "batch_size": best.batch_size,
+                "samples_per_s": {
+                    "value": best.samples_per_s,
+                    "low": best.samples_per_s_low,
+                    "high": best.samples_per_s_high,
+                },
+                "tied_with": list(self.ranking.tied_with),
+                "reason": rec.best_throughput.reason if rec.best_throughput else None,
+            }
         return _jsonable(
             {
-                "device": self.device,
-                "points": [dataclasses.asdict(p) for p in self.points],
-                "failed": {str(k): v for k, v in self.failed.items()},
-                "time_fit": self.time_fit.to_dict() if self.time_fit else None,
-                "throughput_fit": self.throughput_fit.to_dict() if self.throughput_fit else None,
-                "memory_fit": memory_fit,
-                "memory_limit_bytes": self.memory_limit_bytes,
-                "u_shape": self.u_shape.to_dict() if self.u_shape else None,
-                "causes": list(self.causes),
-                "recommendation": {
-                    k: dataclasses.asdict(v) if v is not None else None
+                "fastest": fastest,
+                "recommendation": (
+                    {"batch_size": rec.recommended.batch_size, "reason": rec.recommended.reason}
+                    if rec.recommended
+                    else None
+                ),
+                "choices": {
+                    k: {"batch_size": v.batch_size, "reason": v.reason} if v is not None else None
                     for k, v in (
-                        ("best_throughput", self.recommendation.best_throughput),
-                        ("largest_that_fits", self.recommendation.largest_that_fits),
-                        ("smallest_near_best", self.recommendation.smallest_near_best),
-                        ("reaches_target_soonest", self.recommendation.reaches_target_soonest),
+                        ("fastest", rec.best_throughput),
+                        ("largest_that_fits", rec.largest_that_fits),
+                        ("smallest_near_best", rec.smallest_near_best),
+                        ("reaches_target_soonest", rec.reaches_target_soonest),
                     )
                 },
+                "relative": [r.to_dict() for r in self.ranking.ratios],
+                "not_judged": {str(b): why for b, why in self.ranking.not_judged.items()},
+                "u_shape": (
+                    self.u_shape.to_dict()
+                    if self.u_shape
+                    else {"verdict": "not_judged", "reason": "fewer than 3 batch sizes ran"}
+                ),
+                "fits": {
+                    "time_per_sample": self.time_fit.to_dict() if self.time_fit else None,
+                    "throughput": self.throughput_fit.to_dict() if self.throughput_fit else None,
+                },
+                "memory_model": _memory_dict(self.memory_fit),
+                "run_to_run_variation": self.drift.to_dict(),
+                "points": [p.to_dict() for p in self.points],
+                "failed": {
+                    str(k): {"status": v, "error": self.errors.get(k) or None}
+                    for k, v in self.failed.items()
+                },
+                "causes": list(self.causes),
                 "warnings": list(self.warnings),
-                "quality": dataclasses.asdict(self.quality) if self.quality else None,
+                "notes": list(self.notes),
             }
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, **self.verdicts()}
+
+
+def _memory_dict(mf: MemoryFit | None) -> dict[str, Any] | None:
+    if mf is None:
+        return None
+    return mf.to_dict() if hasattr(mf, "to_dict") else None
 
 
 @dataclass
@@ -185,11 +202,15 @@ class RunAnalysis:
     def device(self, name: str) -> DeviceAnalysis | None:
         return next((d for d in self.devices if d.device == name), None)
 
+    def verdicts(self) -> dict[str, Any]:
+        """``{"cpu": {...}, "cuda:0": {...}}``: the results JSON's ``analysis`` object."""
+        return {d.device: d.verdicts() for d in self.devices}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "devices": [d.to_dict() for d in self.devices],
-            "speedups": [_jsonable(dataclasses.asdict(s)) for s in self.speedups],
-            "best_vs_best": [_jsonable(dataclasses.asdict(s)) for s in self.best_vs_best],
+            "speedups": [_jsonable(s.to_dict()) for s in self.speedups],
+            "best_vs_best": [_jsonable(s.to_dict()) for s in self.best_vs_best],
         }
 
 
@@ -208,83 +229,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def device_points(run: RunResult, device: str) -> tuple[list[Point], dict[int, str]]:
-    """The merged points of ``device`` (ascending batch size) and its failed batch sizes.
-
-    ``failed`` holds the batch sizes where no repeat finished ok, with the first
-    failing repeat's status.
-    """
-    by_size: dict[int, list[TrialResult]] = {}
-    for t in run.trials:
-        if t.device == device:
-            by_size.setdefault(t.batch_size, []).append(t)
-    points: list[Point] = []
-    failed: dict[int, str] = {}
-    for b in sorted(by_size):
-        trials = sorted(by_size[b], key=lambda t: t.repeat)
-        good = [t for t in trials if t.ok and t.step_time_s is not None]
-        bad: dict[str, int] = {}
-        for t in trials:
-            if not t.ok:
-                bad[t.status] = bad.get(t.status, 0) + 1
-        if not good:
-            first_bad = next((t for t in trials if not t.ok), None)
-            failed[b] = first_bad.status if first_bad else NO_STEP_TIMES
-            continue
-        points.append(_point(good, bad))
+    """The points of ``device`` (ascending batch size) and its failed batch sizes."""
+    points, failed, _ = series_points([t for t in run.trials if t.device == device])
     return points, failed
-
-
-#: the 'status' of a batch size whose trials finished but timed no full-size step
-NO_STEP_TIMES = "no step times"
-
-
-def _median(values: Sequence[float]) -> float:
-    from batchscope.analyse.stats import median
-
-    return median(values)
-
-
-def _point(good: list[TrialResult], bad: dict[str, int]) -> Point:
-    b = good[0].batch_size
-    rs = merge_repeats(good)
-    spread_step = rs.spread_s
-    m = rs.median_s
-    peaks = [t.peak_memory_bytes for t in good if t.peak_memory_bytes is not None]
-    waits = [t.data_wait_fraction for t in good if t.data_wait_fraction is not None]
-    epochs = [t.samples_per_epoch for t in good if t.samples_per_epoch is not None]
-    slow_end = m + spread_step / 2
-    fast_end = m - spread_step / 2
-    return Point(
-        batch_size=b,
-        n_trials=len(good),
-        time_per_sample_s=m / b,
-        time_per_sample_spread_s=spread_step / b,
-        samples_per_s=b / m if m > 0 else math.inf,
-        samples_per_s_low=b / slow_end if slow_end > 0 else math.inf,
-        samples_per_s_high=b / fast_end if fast_end > 0 else math.inf,
-        peak_memory_bytes=max(peaks) if peaks else None,
-        data_wait_fraction=_median(waits) if waits else None,
-        samples_per_epoch=epochs[0] if epochs else None,
-        step_time_s=m,
-        step_time_iqr_s=rs.within_iqr_s,
-        across_repeats_range_s=rs.across_range_s,
-        across_repeats_iqr_s=rs.across_iqr_s,
-        time_per_sample_mean_s=rs.mean_s / b,
-        time_per_sample_stdev_s=rs.stdev_s / b,
-        n_steps=rs.n_steps,
-        failed_repeats=bad,
-    )
 
 
 # ---------------------------------------------------------------- memory
 
 
 def _memory_fit(points: list[Point]) -> MemoryFit | None:
-    """The memory model through the points' peaks, or None (module missing, < 2 sizes)."""
-    try:
-        from batchscope.analyse.memory_model import fit_memory_model
-    except ImportError:
-        return None
+    """The memory model through the points' peaks, or None (< 2 sizes)."""
+    from batchscope.analyse.memory_model import fit_memory_model
+
     pts = [p for p in points if p.peak_memory_bytes is not None]
     if len({p.batch_size for p in pts}) < 2:
         return None
@@ -297,85 +253,151 @@ def _memory_fit(points: list[Point]) -> MemoryFit | None:
 
 
 def _predicted_max_batch(fit: MemoryFit, limit: int) -> int | None:
-    try:
-        from batchscope.analyse.memory_model import predict_max_batch
+    from batchscope.analyse.memory_model import predict_max_batch
 
+    try:
         return predict_max_batch(fit, float(limit))
-    except (ImportError, ValueError):
-        m = getattr(fit, "m_bytes_per_sample", 0.0)
-        a = getattr(fit, "a_bytes", 0.0)
-        if m <= 0:
-            return None
-        return max(0, math.floor((limit - a) / m))
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- recommendation
 
 
-def _fmt_rate(x: float) -> str:
-    if not math.isfinite(x):
+def _fmt_rate(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
         return "–"
     return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
+
+
+def _sizes(sizes: Sequence[int]) -> str:
+    return ", ".join(f"b={b}" for b in sizes)
+
+
+def _fastest_choice(ranking: Ranking, points: list[Point]) -> Choice | None:
+    best = ranking.fastest
+    if best is None:
+        top = max(points, key=lambda p: p.samples_per_s, default=None)
+        if top is None:
+            return None
+        return Choice(
+            top.batch_size,
+            f"the highest measured throughput, {_fmt_rate(top.samples_per_s)} samples/s, but not "
+            f"judged: {top.not_judged_reason or 'no interval'}",
+        )
+    reason = (
+        f"highest throughput, {_fmt_rate(best.samples_per_s)} samples/s "
+        f"[{_fmt_rate(best.samples_per_s_low)}–{_fmt_rate(best.samples_per_s_high)}], "
+        f"{format_seconds(best.time_per_sample_s)} per sample"
+    )
+    if ranking.tied_with:
+        reason += (
+            f"; tied with {_sizes(ranking.tied_with)} (cannot be told apart at the 95 % level)"
+        )
+    else:
+        others = [r for r in ranking.ratios if r.batch_size != best.batch_size]
+        if others:
+            reason += "; faster than every other size beyond the noise"
+    faster_unjudged = [
+        p.batch_size for p in points if not p.judged and p.samples_per_s > best.samples_per_s
+    ]
+    if faster_unjudged:
+        reason += (
+            f" ({_sizes(faster_unjudged)} measured faster but "
+            f"{'is' if len(faster_unjudged) == 1 else 'are'} not judged: too few steps)"
+        )
+    return Choice(best.batch_size, reason)
+
+
+def _near_choice(near: NearBest, ranking: Ranking, points: list[Point]) -> Choice | None:
+    best = ranking.fastest
+    if best is None or near.batch_size is None:
+        return None
+    undetermined = ""
+    if near.undetermined:
+        parts = []
+        for b in near.undetermined:
+            r = ranking.ratio(b)
+            if r is not None:
+                parts.append(f"b={b} at {r.value:.0%} [{r.low:.0%}–{r.high:.0%}]")
+        undetermined = (
+            f"; not determined for {', '.join(parts)}: the data cannot place "
+            f"{'it' if len(parts) == 1 else 'them'} either side of {NEAR_BEST:.0%}"
+        )
+    if near.status == "fastest":
+        return Choice(
+            best.batch_size,
+            f"the fastest itself: no smaller batch size is confirmed within "
+            f"{1 - NEAR_BEST:.0%} of it" + undetermined,
+        )
+    small = next(p for p in points if p.batch_size == near.batch_size)
+    r = near.ratio
+    assert r is not None
+    text = (
+        f"{r.value:.1%} [{r.low:.1%}–{r.high:.1%}] of the fastest's throughput "
+        f"(b={best.batch_size})"
+    )
+    if small.peak_memory_bytes is not None and best.peak_memory_bytes:
+        saved = best.peak_memory_bytes - small.peak_memory_bytes
+        if saved > 0:
+            text += (
+                f" with {saved / best.peak_memory_bytes:.0%} less peak memory "
+                f"({format_bytes(small.peak_memory_bytes)} vs "
+                f"{format_bytes(best.peak_memory_bytes)})"
+            )
+    return Choice(near.batch_size, text + undetermined)
+
+
+def _recommended(
+    ranking: Ranking,
+    near: NearBest,
+    fits: Choice | None,
+    soonest: Choice | None,
+    points: list[Point],
+) -> Choice | None:
+    """One batch size to use: the smallest that is as fast as the fastest within the noise."""
+    if soonest is not None:
+        return Choice(soonest.batch_size, f"it reached the target soonest ({soonest.reason})")
+    if ranking.fastest is None:
+        return None
+    candidates = set(ranking.fastest_set)
+    if near.status == "confirmed" and near.batch_size is not None:
+        candidates.add(near.batch_size)
+    limit = fits.batch_size if fits is not None else None
+    usable = sorted(b for b in candidates if limit is None or b <= limit)
+    if not usable:
+        return None
+    b = usable[0]
+    if (
+        b == ranking.fastest.batch_size
+        and len(ranking.fastest_set) == 1
+        and near.status != "confirmed"
+    ):
+        return Choice(b, "the fastest, beyond the noise")
+    others = [x for x in sorted(candidates) if x != b]
+    why = (
+        "the smallest batch size as fast as the fastest within the noise"
+        if b in ranking.fastest_set
+        else f"the smallest batch size confirmed within {1 - NEAR_BEST:.0%} of the fastest"
+    )
+    return Choice(b, f"{why} ({_sizes(others)} no faster beyond it); it needs the least memory")
 
 
 def recommend(
     points: list[Point],
     failed: dict[int, str],
+    ranking: Ranking,
+    near: NearBest,
     *,
     memory_limit_bytes: int | None = None,
     memory_fit: MemoryFit | None = None,
 ) -> Recommendation:
-    """Pick the fastest, the largest that fits (when known) and the smallest near the best."""
-    if not points:
-        return Recommendation(
-            None, _largest_that_fits(points, failed, memory_limit_bytes, None), None
-        )
-    best = max(points, key=lambda p: p.samples_per_s)
-    ties = [
-        p.batch_size
-        for p in points
-        if p is not best and p.samples_per_s_high >= best.samples_per_s_low
-    ]
-    if math.isfinite(best.samples_per_s_high):
-        span = f"{_fmt_rate(best.samples_per_s_low)}–{_fmt_rate(best.samples_per_s_high)}"
-    else:  # the spread is wider than the median: no upper end
-        span = f"{_fmt_rate(best.samples_per_s_low)} or more"
-    reason = (
-        f"highest throughput, {_fmt_rate(best.samples_per_s)} samples/s ({span}), "
-        f"{format_seconds(best.time_per_sample_s)} per sample"
-    )
-    if ties:
-        sizes = ", ".join(f"b={b}" for b in ties)
-        reason += f"; {sizes} overlap{'s' if len(ties) == 1 else ''} it within the spread"
-    best_choice = Choice(best.batch_size, reason)
-
-    near = [p for p in points if p.samples_per_s >= NEAR_BEST * best.samples_per_s]
-    small = min(near, key=lambda p: p.batch_size)
-    if small is best:
-        near_choice = Choice(
-            best.batch_size,
-            f"the fastest itself: no smaller batch size reaches {NEAR_BEST:.0%} of its throughput",
-        )
-    else:
-        frac = small.samples_per_s / best.samples_per_s
-        text = f"{frac:.1%} of the best throughput (b={best.batch_size})"
-        if small.peak_memory_bytes is not None and best.peak_memory_bytes:
-            saved = best.peak_memory_bytes - small.peak_memory_bytes
-            if saved > 0:
-                text += (
-                    f" with {saved / best.peak_memory_bytes:.0%} less peak memory "
-                    f"({format_bytes(small.peak_memory_bytes)} vs "
-                    f"{format_bytes(best.peak_memory_bytes)}, {format_bytes(saved)} saved)"
-                )
-            else:
-                text += " (its peak memory is not lower)"
-        else:
-            text += "; a smaller batch for about the same speed"
-        near_choice = Choice(small.batch_size, text)
+    """Pick the fastest, the largest that fits (when known), the smallest near the best."""
+    fits = _largest_that_fits(points, failed, memory_limit_bytes, memory_fit)
     return Recommendation(
-        best_choice,
-        _largest_that_fits(points, failed, memory_limit_bytes, memory_fit),
-        near_choice,
+        best_throughput=_fastest_choice(ranking, points),
+        largest_that_fits=fits,
+        smallest_near_best=_near_choice(near, ranking, points),
     )
 
 
@@ -413,15 +435,15 @@ def _largest_that_fits(
         )
     if limit:
         measured = [p for p in points if p.peak_memory_bytes is not None]
-        if memory_fit is not None:
+        if memory_fit is not None and getattr(memory_fit, "can_predict", True):
             predicted = _predicted_max_batch(memory_fit, limit)
             if predicted is not None and predicted > 0:
-                r2 = getattr(memory_fit, "r2", math.nan)
                 return Choice(
                     predicted,
                     f"predicted by the memory fit ({format_bytes(memory_fit.a_bytes)} + "
-                    f"{format_bytes(memory_fit.m_bytes_per_sample)} × b, R² {r2:.3g}) to stay "
-                    f"under --memory-limit {format_bytes(limit)}; not measured, run it to be sure",
+                    f"{format_bytes(memory_fit.m_bytes_per_sample)} × b, R² "
+                    f"{memory_fit.r2:.3g}) to stay under --memory-limit {format_bytes(limit)}; "
+                    "not measured, run it to be sure",
                 )
         if measured:
             top = max(measured, key=lambda p: p.batch_size)
@@ -520,22 +542,70 @@ def measured_causes(
     return causes
 
 
-# ---------------------------------------------------------------- per device
+# ---------------------------------------------------------------- per series
+
+
+def _precision_warnings(device: str, points: list[Point], drift: Drift) -> list[str]:
+    """Points known less precisely than ±5 %, and a machine that varied between rounds."""
+    out = []
+    loose = [
+        p for p in points if p.relative_half_width is not None and p.relative_half_width > IMPRECISE
+    ]
+    if loose:
+        where = ", ".join(
+            f"±{p.relative_half_width:.0%} at b={p.batch_size} (n={p.n_steps})" for p in loose
+        )
+        out.append(
+            f"{device}: imprecise medians: {where}; verdicts near them may come out tied: "
+            "give each trial more time (--max-time), more rounds (--repeats), or a quieter machine"
+        )
+    if drift.known and drift.tau > IMPRECISE / 2:
+        out.append(
+            f"{device}: the machine varied from round to round by about "
+            f"±{math.expm1(drift.tau):.0%} beyond the step noise (one standard deviation of a "
+            f"trial's median: ±{math.expm1(drift.shared):.0%} shared by a whole round, "
+            f"±{math.expm1(drift.own):.0%} each trial's own); every interval includes it"
+        )
+    return out
+
+
+def _fits(
+    points: list[Point], notes: list[str]
+) -> tuple[CurveFit | None, CurveFit | None, list[Point]]:
+    judged = [p for p in points if p.judged]
+    use = judged if len(judged) >= MIN_POINTS_TO_FIT else []
+    if not use and len(points) >= MIN_POINTS_TO_FIT and not judged:
+        use = points  # no intervals at all: fitted, but not judged against noise
+    if len(use) < MIN_POINTS_TO_FIT:
+        return None, None, use
+    left_out = [p.batch_size for p in points if p not in use]
+    if left_out:
+        notes.append(f"the fits leave out {_sizes(left_out)}: no 95 % interval to weight them by")
+    bs = [p.batch_size for p in use]
+    weighted = all(p.log_se_relative is not None for p in use)
+    tps = [p.time_per_sample_s for p in use]
+    t_se = [p.time_per_sample_s * (p.log_se_relative or 0.0) for p in use] if weighted else None
+    xs = [p.samples_per_s for p in use]
+    x_se = [p.samples_per_s * (p.log_se_relative or 0.0) for p in use] if weighted else None
+    return fit_time_model(bs, tps, t_se), fit_throughput_model(bs, xs, x_se), use
 
 
 def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
     trials = [t for t in run.trials if t.device == device]
-    points, failed = device_points(run, device)
+    points, failed, drift = series_points(trials)
     limit_raw = run.settings.get("memory_limit_bytes")
     limit = int(limit_raw) if limit_raw else None
     findings: list[Finding] = []
     for t in sorted(trials, key=lambda t: (t.batch_size, t.repeat)):
-        findings += step_findings(t)
-    for p in points:
-        good = [t for t in trials if t.batch_size == p.batch_size and t.ok and t.step_time_s]
-        findings += repeat_findings(merge_repeats(good))
-    # one line per kind of problem, so a noisy machine does not bury the table in warnings
-    warnings = group_findings(findings)
+        findings += [f for f in step_findings(t) if f.kind in ("warmup", "outliers")]
+    warnings = group_findings(findings) + _precision_warnings(device, points, drift)
+    stopped = [t for t in trials if t.ok and t.stopped_by == "time_limit"]
+    if stopped:
+        where = ", ".join(
+            f"b={t.batch_size}" + (f" (±{t.precision_reached:.1%})" if t.precision_reached else "")
+            for t in sorted(stopped, key=lambda t: (t.batch_size, t.repeat))
+        )
+        warnings.append(f"{device}: stopped at --max-time before reaching --max-error: {where}")
     for p in points:
         if p.failed_repeats:
             what = ", ".join(f"{n} {status}" for status, n in p.failed_repeats.items())
@@ -543,29 +613,43 @@ def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
                 f"{device}, batch size {p.batch_size}: {what} among its repeats; the figures "
                 f"use the {p.n_trials} that finished"
             )
-    time_fit = throughput_fit = None
+    notes: list[str] = []
+    if points and not drift.known:
+        notes.append(
+            "one round: the intervals hold each trial's own noise but not the machine's "
+            "run-to-run variation; --repeats 3 (or auto) would measure it"
+        )
+    ranking = rank(points)
+    near = smallest_near_best(ranking)
+    time_fit, throughput_fit, used = _fits(points, notes)
     u_shape = None
-    if len(points) >= MIN_POINTS_TO_FIT:
-        bs = [p.batch_size for p in points]
-        tps = [p.time_per_sample_s for p in points]
-        spreads = [p.time_per_sample_spread_s for p in points]
-        time_fit = fit_time_model(bs, tps, spreads)
-        u_shape = time_fit.u_shape or detect_u_shape(bs, tps, spreads)
-        xs = [p.samples_per_s for p in points]
-        x_spreads = [max(p.samples_per_s_high - p.samples_per_s_low, 0.0) for p in points]
-        x_spreads = [s if math.isfinite(s) else 0.0 for s in x_spreads]
-        throughput_fit = fit_throughput_model(bs, xs, x_spreads)
-    else:
+    if len(points) >= 2:
+        u_shape = u_shape_test(
+            [p.batch_size for p in points],
+            [math.log(p.time_per_sample_s) for p in points],
+            [p.log_se_relative for p in points],
+            not_judged_reasons=[p.not_judged_reason for p in points if p.not_judged_reason],
+        )
+    if len(points) < MIN_POINTS_TO_FIT:
         n = len(points)
         warnings.append(
             f"{device}: {n} batch size{'s' if n != 1 else ''} ran successfully; the curve "
             f"fits need at least {MIN_POINTS_TO_FIT} (T(b) = c/b^α + T_min has 3 parameters)"
         )
     memory_fit = _memory_fit(points)
-    recommendation = recommend(points, failed, memory_limit_bytes=limit, memory_fit=memory_fit)
+    recommendation = recommend(
+        points, failed, ranking, near, memory_limit_bytes=limit, memory_fit=memory_fit
+    )
     soonest = soonest_to_target(trials)
     if soonest is not None:
         recommendation.reaches_target_soonest = Choice(soonest.batch_size, soonest.reason)
+    recommendation.recommended = _recommended(
+        ranking,
+        near,
+        recommendation.largest_that_fits if failed else None,
+        recommendation.reaches_target_soonest,
+        points,
+    )
     return DeviceAnalysis(
         device=device,
         points=points,
@@ -579,26 +663,33 @@ def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
         recommendation=recommendation,
         warnings=warnings,
         quality=quality(trials),
+        ranking=ranking,
+        near_best=near,
+        drift=drift,
+        notes=notes,
+        errors={
+            b: next((t.error for t in trials if t.batch_size == b and not t.ok and t.error), "")
+            for b in failed
+        },
     )
 
 
-# ---------------------------------------------------------------- across devices
+# ---------------------------------------------------------------- across series
 
 
-def _oriented(a: str, pa: Point, b: str, pb: Point, batch_size: int | None) -> Speedup:
-    """``a`` is the base device: whichever is faster becomes ``fast``."""
-    am, asd = pa.time_per_sample_mean_s, pa.time_per_sample_stdev_s
-    bm, bsd = pb.time_per_sample_mean_s, pb.time_per_sample_stdev_s
-    ratio, err = speedup(am, asd, bm, bsd)
-    if ratio >= 1:
-        return Speedup(b, a, batch_size, ratio, err, pb.batch_size, pa.batch_size)
-    ratio, err = speedup(bm, bsd, am, asd)
-    return Speedup(a, b, batch_size, ratio, err, pa.batch_size, pb.batch_size)
+def side(run: RunResult, d: DeviceAnalysis, p: Point, name: str | None = None) -> Side:
+    """One side of a speedup: a point of ``d`` with its raw per-sample step times."""
+    per_sample = [
+        x / p.batch_size
+        for t in run.trials
+        if t.device == d.device and t.batch_size == p.batch_size and t.ok
+        for x in t.step_times_s
+    ]
+    return Side(name or d.device, p, per_sample, d.drift)
 
 
-def per_batch_speedups(devices: list[DeviceAnalysis]) -> list[Speedup]:
-    """Per batch size, every other device against the first (as ``device_speedups``),
-    from the time per sample's pooled mean and stdev over all repeats."""
+def per_batch_speedups(run: RunResult, devices: list[DeviceAnalysis]) -> list[Speedup]:
+    """Per batch size, every other series against the first (usually the CPU)."""
     if len(devices) < 2:
         return []
     base = devices[0]
@@ -607,16 +698,15 @@ def per_batch_speedups(devices: list[DeviceAnalysis]) -> list[Speedup]:
         for p in other.points:
             q = base.point(p.batch_size)
             if q is not None:
-                out.append(_oriented(base.device, q, other.device, p, p.batch_size))
+                out.append(compare(side(run, base, q), side(run, other, p), p.batch_size))
     return out
 
 
-def best_vs_best(devices: list[DeviceAnalysis]) -> list[Speedup]:
-    """Each other device's best time per sample against the first device's best.
+def best_vs_best(run: RunResult, devices: list[DeviceAnalysis]) -> list[Speedup]:
+    """Each other series' best time per sample against the first series' best.
 
     The seeds compute their speedups this way: 425.7 s / 9.3 s = 45.77 (seed 000),
-    71.60 s / 7.18 s = 9.97 (seed 003). ``batch_size`` is None; ``fast_batch_size`` and
-    ``slow_batch_size`` say which batch size was best on each.
+    71.60 s / 7.18 s = 9.97 (seed 003).
     """
     if len(devices) < 2:
         return []
@@ -628,7 +718,7 @@ def best_vs_best(devices: list[DeviceAnalysis]) -> list[Speedup]:
     for other in devices[1:]:
         best = other.best_point()
         if best is not None:
-            out.append(_oriented(base.device, base_best, other.device, best, None))
+            out.append(compare(side(run, base, base_best), side(run, other, best), None))
     return out
 
 
@@ -644,38 +734,6 @@ def analyse_run(run: RunResult) -> RunAnalysis:
     devices = [analyse_device(run, d) for d in run.devices]
     return RunAnalysis(
         devices=devices,
-        speedups=per_batch_speedups(devices),
-        best_vs_best=best_vs_best(devices),
-    )
-
-
-# ---------------------------------------------------------------- wording for reports
-
-
-def summary_lines(d: DeviceAnalysis) -> list[str]:
-    """The compact lines printed under a device's table: recommendation, fits, causes."""
-    lines = d.recommendation.lines()
-    if d.time_fit is not None:
-        lines.append(describe_fit(d.time_fit))
-    if d.throughput_fit is not None:
-        lines.append(describe_fit(d.throughput_fit))
-    if d.u_shape is not None and (d.u_shape.present or d.u_shape.rise > 0):
-        lines.append(f"shape: {d.u_shape.message}")
-    mf = d.memory_fit
-    if mf is not None:
-        lines.append(
-            f"memory: peak ≈ {format_bytes(mf.a_bytes)} + {format_bytes(mf.m_bytes_per_sample)}"
-            f" × b (R² {mf.r2:.3g}, {mf.n} points)"
-        )
-    lines += [f"cause: {c}" for c in d.causes]
-    return lines
-
-
-def speedup_text(s: Speedup) -> str:
-    """hyperfine's phrasing, for per-batch and best-vs-best speedups alike."""
-    text = f"{s.fast} ran {s.ratio:.3g} ± {s.error:.2g} times faster than {s.slow}"
-    if s.batch_size is not None:
-        return text + f" at batch size {s.batch_size} (per sample)"
-    return (
-        text + f", best against best (b={s.fast_batch_size} vs b={s.slow_batch_size}, per sample)"
+        speedups=per_batch_speedups(run, devices),
+        best_vs_best=best_vs_best(run, devices),
     )

@@ -58,6 +58,31 @@ class MemoryFit:
     def max_abs_residual_bytes(self) -> float:
         return max((abs(r) for r in self.residuals_bytes), default=0.0)
 
+    @property
+    def why_not(self) -> str | None:
+        """Why this line cannot predict a batch size (None when it can)."""
+        from batchscope.units import format_bytes
+
+        distinct = len(set(self.batch_sizes)) if self.batch_sizes else self.n
+        if self.m_bytes_per_sample <= 0:
+            slope = format_bytes(abs(self.m_bytes_per_sample))
+            return (
+                f"memory does not grow with the batch size here (slope −{slope} per sample): "
+                "the peak is set by what every step holds, not by the batch"
+            )
+        if distinct < 3:
+            return (
+                f"a line through {distinct} batch sizes has no point left to check it: "
+                "run a third size to predict from it"
+            )
+        if self.m_ci95_bytes is not None and self.m_ci95_bytes[0] <= 0:
+            return "the slope cannot be told from 0: the peaks do not grow beyond their noise"
+        return None
+
+    @property
+    def can_predict(self) -> bool:
+        return self.why_not is None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a_bytes": self.a_bytes,
@@ -71,6 +96,8 @@ class MemoryFit:
             "m_stderr_bytes": self.m_stderr_bytes,
             "a_ci95_bytes": list(self.a_ci95_bytes) if self.a_ci95_bytes else None,
             "m_ci95_bytes": list(self.m_ci95_bytes) if self.m_ci95_bytes else None,
+            "can_predict": self.can_predict,
+            "why_not": self.why_not,
         }
 
 

@@ -1,120 +1,129 @@
-"""Derived figures: relative performance and speedups with propagated uncertainty.
+"""Speedups: ratios of median times per sample, with a bootstrap 95 % interval.
 
-Analysis reads results; it never runs training.
+``cuda:0 ran 45.8× [44.9–46.7] faster than cpu at b=64``: the ratio is the two
+points' time per sample (:mod:`batchscope.analyse.points`), its interval the
+percentile bootstrap of the ratio of the two medians (:func:`scipy.stats.bootstrap`,
+each side's step times resampled on their own, a fixed seed), widened on the log
+scale by each side's run-to-run variation when rounds measured it. A side without a
+known spread (fewer than 6 steps) gives a ratio that is *not determined*: it is
+reported as measured, without an interval, and no verdict rests on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from batchscope.core.results import RunResult, StepStats, TrialResult
+from batchscope.analyse.points import Drift, Point
+from batchscope.core.precision import MIN_STEPS_FOR_INTERVAL, Z95
+
+#: bootstrap resamples behind each interval
+RESAMPLES = 2000
+#: the bootstrap's seed: the same data give the same interval
+SEED = 20_260_101
 
 
 @dataclass(frozen=True)
 class Speedup:
-    """``fast`` ran ``ratio ± error`` times faster than ``slow`` (hyperfine's formula)."""
+    """``fast`` ran ``ratio`` [``low``–``high``] times faster than ``slow`` (per sample)."""
 
     fast: str
     slow: str
+    #: the batch size both ran at; None for best against best
     batch_size: int | None
     ratio: float
-    error: float
+    #: the 95 % interval of the ratio (None when a side has no known spread)
+    low: float | None
+    high: float | None
     #: the batch size each side ran at (they differ for a best-vs-best comparison)
     fast_batch_size: int | None = None
     slow_batch_size: int | None = None
 
+    @property
+    def determined(self) -> bool:
+        return self.low is not None and self.high is not None
 
-def speedup(
-    slow_mean: float, slow_stdev: float, fast_mean: float, fast_stdev: float
-) -> tuple[float, float]:
-    """Ratio of means and its error by first-order propagation of relative errors."""
-    ratio = slow_mean / fast_mean
-    error = ratio * math.sqrt((slow_stdev / slow_mean) ** 2 + (fast_stdev / fast_mean) ** 2)
-    return ratio, error
+    @property
+    def faster_beyond_noise(self) -> bool:
+        """The interval excludes 1: ``fast`` is faster beyond the noise."""
+        return self.low is not None and self.low > 1.0
 
-
-def ok_trials(run: RunResult, device: str) -> list[TrialResult]:
-    return [t for t in run.trials if t.device == device and t.ok and t.step_time_s is not None]
-
-
-def best_throughput(trials: list[TrialResult]) -> float | None:
-    values = [t.samples_per_s for t in trials if t.samples_per_s]
-    return max(values) if values else None
-
-
-def relative_performance(trial: TrialResult, best: float | None) -> float | None:
-    """Throughput as a fraction of the device's best (seed 003's 'Relative Performance')."""
-    if not best or not trial.samples_per_s:
-        return None
-    return trial.samples_per_s / best
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fast": self.fast,
+            "slow": self.slow,
+            "batch_size": self.batch_size,
+            "ratio": self.ratio,
+            "low": self.low,
+            "high": self.high,
+            "determined": self.determined,
+            "fast_batch_size": self.fast_batch_size,
+            "slow_batch_size": self.slow_batch_size,
+        }
 
 
-def per_sample(trial: TrialResult) -> tuple[float, float]:
-    """Mean and stdev of the time per sample, so different batch sizes compare fairly."""
-    assert trial.step_time_s is not None
-    return trial.step_time_s.mean / trial.batch_size, trial.step_time_s.stdev / trial.batch_size
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a point, its raw per-sample times, its series' drift."""
+
+    name: str
+    point: Point
+    #: every measured step time of the point's rounds divided by its batch size
+    per_sample_s: Sequence[float]
+    drift: Drift
 
 
-def merge_repeats(run: RunResult) -> RunResult:
-    """One trial per (device, batch size), the ok repeats' raw step times pooled.
+def bootstrap_log_ratio(slow: Sequence[float], fast: Sequence[float]) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of log(median(slow) / median(fast))."""
+    import numpy as np
+    from scipy import stats
 
-    Comparisons (speedups, ``compare``) then rest on every measured step, not on
-    repeat 0 alone. A size with no ok repeat keeps its first trial (its status);
-    repeats without raw step times (old results) keep the first ok one.
-    """
-    groups: dict[tuple[str, int], list[TrialResult]] = {}
-    for t in run.trials:
-        groups.setdefault((t.device, t.batch_size), []).append(t)
-    merged: list[TrialResult] = []
-    for trials in groups.values():
-        good = [t for t in trials if t.ok and t.step_time_s is not None]
-        if len(good) < 2 or not all(t.step_times_s for t in good):
-            merged.append(good[0] if good else trials[0])
-            continue
-        pooled = [x for t in good for x in t.step_times_s]
-        stats = StepStats.from_samples(pooled)
-        merged.append(
-            dataclasses.replace(
-                good[0],
-                repeat=0,
-                step_times_s=pooled,
-                step_time_s=stats,
-                measured_steps=len(pooled),
-                samples_per_s=good[0].batch_size / stats.median,
-                notes=[*good[0].notes, f"{len(good)} repeats pooled ({len(pooled)} steps)"],
-            )
+    def stat(a: Any, b: Any, axis: int = -1) -> Any:
+        return np.log(np.median(a, axis=axis)) - np.log(np.median(b, axis=axis))
+
+    res = stats.bootstrap(
+        (np.asarray(slow, dtype=float), np.asarray(fast, dtype=float)),
+        stat,
+        n_resamples=RESAMPLES,
+        vectorized=True,
+        paired=False,
+        method="percentile",
+        rng=np.random.default_rng(SEED),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def compare(base: Side, other: Side, batch_size: int | None) -> Speedup:
+    """Whichever side is faster per sample, and by how much, with its interval."""
+    a, b = base.point, other.point
+    log_ratio = math.log(a.time_per_sample_s) - math.log(b.time_per_sample_s)  # > 0: other faster
+    fast, slow = (other, base) if log_ratio >= 0 else (base, other)
+    ratio = math.exp(abs(log_ratio))
+    low = high = None
+    enough = all(
+        s.point.judged and len(s.per_sample_s) >= MIN_STEPS_FOR_INTERVAL for s in (base, other)
+    )
+    if enough:
+        lo, hi = bootstrap_log_ratio(slow.per_sample_s, fast.per_sample_s)
+        centre = math.log(ratio)
+        # the bootstrap's spread, re-centred on the points' ratio and widened by drift
+        boot_mid = 0.5 * (lo + hi)
+        down, up = boot_mid - lo, hi - boot_mid
+        drift_var = sum(
+            s.drift.tau**2 / max(s.point.n_trials, 1) for s in (base, other) if s.drift.known
         )
-    return dataclasses.replace(run, trials=merged)
-
-
-def device_speedups(run: RunResult) -> list[Speedup]:
-    """Per batch size, every other device against the first device (usually the CPU).
-
-    Repeats are pooled (:func:`merge_repeats`) and variants compare as series of
-    their own (``cpu bf16`` against ``cpu``).
-    """
-    from batchscope.engine.variants import series_view
-
-    run = merge_repeats(series_view(run))
-    devices = run.devices
-    if len(devices) < 2:
-        return []
-    base = devices[0]
-    out: list[Speedup] = []
-    base_by_bs = {t.batch_size: t for t in ok_trials(run, base)}
-    for other in devices[1:]:
-        for t in ok_trials(run, other):
-            if t.batch_size not in base_by_bs:
-                continue
-            slow, fast = base_by_bs[t.batch_size], t
-            sm, ss = per_sample(slow)
-            fm, fs = per_sample(fast)
-            ratio, err = speedup(sm, ss, fm, fs)
-            if ratio >= 1:
-                out.append(Speedup(other, base, t.batch_size, ratio, err))
-            else:
-                ratio, err = speedup(fm, fs, sm, ss)
-                out.append(Speedup(base, other, t.batch_size, ratio, err))
-    return out
+        widen = (Z95**2) * drift_var
+        low = math.exp(centre - math.sqrt(down**2 + widen))
+        high = math.exp(centre + math.sqrt(up**2 + widen))
+    return Speedup(
+        fast=fast.name,
+        slow=slow.name,
+        batch_size=batch_size,
+        ratio=ratio,
+        low=low,
+        high=high,
+        fast_batch_size=fast.point.batch_size,
+        slow_batch_size=slow.point.batch_size,
+    )

@@ -137,6 +137,7 @@ def _main(
 
 @app.command(epilog=SWEEP_EPILOG)
 def sweep(
+    ctx: typer.Context,
     workload: Annotated[
         str | None,
         typer.Argument(
@@ -169,8 +170,35 @@ def sweep(
         int | None,
         typer.Option(
             "--steps",
-            help="Measure this many training steps per trial "
-            "(default 20 when --epochs is not given).",
+            help="Measure exactly this many training steps per trial. Without --steps or "
+            "--epochs each trial measures until its median step is known to --max-error.",
+            show_default=False,
+        ),
+    ] = None,
+    max_error: Annotated[
+        str | None,
+        typer.Option(
+            "--max-error",
+            help="Adaptive steps: stop once the 95 % interval of the median step time is "
+            "within ± this (2% or 0.02). Default: 2%.",
+            show_default=False,
+        ),
+    ] = None,
+    max_time: Annotated[
+        str | None,
+        typer.Option(
+            "--max-time",
+            help="Adaptive steps: stop a trial after this long even if --max-error is not "
+            "reached (15s, 2m; the trial then says so). Default: 15s.",
+            show_default=False,
+        ),
+    ] = None,
+    min_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--min-steps",
+            help="Adaptive steps: never fewer measured steps than this (default 10; an "
+            "interval of the median needs at least 6).",
             show_default=False,
         ),
     ] = None,
@@ -217,8 +245,26 @@ def sweep(
         typer.Option("--drop-last", help="Drop the last partial training batch (fastai does)."),
     ] = False,
     repeats: Annotated[
-        int, typer.Option("--repeats", help="Run each trial N times (seeds seed, seed+1, ...).")
-    ] = 1,
+        str,
+        typer.Option(
+            "--repeats",
+            help="Rounds: run the whole grid N times, a fresh process per trial, the order of "
+            "batch sizes rotated each round (seeds seed, seed+1, ...); the spread between "
+            "rounds enters every interval. 'auto': add rounds (from 2) until the verdicts "
+            "stop changing, at most --max-rounds or --time-budget.",
+        ),
+    ] = "1",
+    max_rounds: Annotated[
+        int, typer.Option("--max-rounds", help="With --repeats auto: at most this many rounds.")
+    ] = 5,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="With --repeats auto: start no new round after this long (e.g. 10m).",
+            show_default=False,
+        ),
+    ] = None,
     data: DataOpt = None,
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
@@ -428,6 +474,9 @@ def sweep(
         raise UsageError("--store and --no-store contradict each other: give one")
     if resume and no_store:
         raise UsageError("--resume needs the results store: drop --no-store")
+    given = _given(ctx)
+    if resume is not None and not {"workload", "fastai_entry", "keras_entry"} & given:
+        workload = "(stored)"  # the stored plan names it; nothing to choose
     workload, framework = _choose_framework(workload, fastai_entry, keras_entry)
     if framework != "torch" and (data or weights or images is not None):
         raise UsageError(
@@ -447,13 +496,14 @@ def sweep(
         fit=fit,
         steps=steps,
         epochs=epochs,
+        **_adaptive_options(steps, epochs, max_error, max_time, min_steps),
+        **_rounds_options(repeats, max_rounds, time_budget),
         freeze_epochs=freeze_epochs,
         warmup=warmup,
         threads=default_threads() if threads is None else threads,  # 0 is refused, not default
         seed=seed,
         workers=workers,
         drop_last=drop_last,
-        repeats=repeats,
         memory_limit_bytes=parse_bytes(memory_limit, what="--memory-limit")
         if memory_limit
         else None,
@@ -468,12 +518,19 @@ def sweep(
         base_batch_size=base_batch_size,
         lr_warmup_steps=lr_warmup_steps,
     )
+    resumed = None
+    if resume is not None:
+        resumed = _resume_plan(
+            resume, store_path, given, workload, options, batch_sizes, devices, protocol
+        )
+        workload, options = resumed.workload, resumed.workload_options
     _run_and_report(
         workload,
         options,
         batch_sizes,
         devices,
         protocol,
+        plan=resumed,
         isolation=isolation,
         trial_timeout=trial_timeout,
         store_path=store_path,
@@ -486,6 +543,150 @@ def sweep(
         out_dir=out_dir,
         no_report=no_report,
     )
+
+
+#: sweep's parameters that set a Plan field (parameter name -> Plan field)
+_PLAN_PARAMS = {
+    "steps": "steps",
+    "epochs": "epochs",
+    "freeze_epochs": "freeze_epochs",
+    "warmup": "warmup",
+    "threads": "threads",
+    "seed": "seed",
+    "workers": "workers",
+    "drop_last": "drop_last",
+    "memory_limit": "memory_limit_bytes",
+    "breakdown": "breakdown",
+    "sample_interval": "sample_interval_s",
+    "target": "target",
+    "precision": "precisions",
+    "channels_last": "channels_last",
+    "compile_model": "compile",
+    "accumulate": "accumulate",
+    "lr_scaling": "lr_scaling",
+    "base_batch_size": "base_batch_size",
+    "lr_warmup_steps": "lr_warmup_steps",
+    "fit": "fit",
+    "max_error": "max_error",
+    "max_time": "max_time_s",
+    "min_steps": "min_steps",
+    "repeats": "repeats_auto",
+    "max_rounds": "max_rounds",
+    "time_budget": "time_budget_s",
+}
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The parameters the user typed (not defaults): what a resume must check.
+
+    Compared by the enum member's name: typer vendors its own click, whose
+    ``ParameterSource`` is not click's.
+    """
+    typed = {"COMMANDLINE", "ENVIRONMENT"}
+    return {
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", None) in typed
+    }
+
+
+def _resume_plan(
+    resume: str,
+    store_path: str | None,
+    given: set[str],
+    workload: str,
+    options: dict[str, Any],
+    batch_sizes: str,
+    devices: str,
+    protocol: dict[str, Any],
+) -> Any:
+    """The stored plan of run ``resume``; refuses a typed flag that contradicts it."""
+    from batchscope.core.plan import parse_batch_sizes
+    from batchscope.run.resume import resumed_plan
+
+    store = _store_for_reading(store_path)
+    run = store.get_run(store.resolve_run_id(resume))
+    values: dict[str, Any] = {}
+    if {"workload", "fastai_entry", "keras_entry"} & given:
+        values["workload"] = workload
+        values["framework"] = protocol["framework"]
+    if "batch_sizes" in given:
+        values["batch_sizes"] = parse_batch_sizes(batch_sizes)
+    if "devices" in given and devices not in ("best", "auto"):
+        values["devices"] = [
+            f"{d}:0" if d in ("cuda", "xpu") else d
+            for d in (x.strip().lower() for x in devices.split(","))
+        ]
+    for param, field in _PLAN_PARAMS.items():
+        if param in given:
+            values[field] = protocol.get(field)
+            if param == "repeats" and not protocol.get("repeats_auto"):
+                values.pop(field)
+                values["repeats"] = protocol["repeats"]
+    picked = {
+        k: v
+        for k, v in options.items()
+        if k in given or (k in ("data", "weights", "images") and k in given)
+    }
+    if picked:
+        values["workload_options"] = {**dict(run.workload.get("options") or {}), **picked}
+    return resumed_plan(run, values)
+
+
+def _adaptive_options(
+    steps: int | None,
+    epochs: int | None,
+    max_error: str | None,
+    max_time: str | None,
+    min_steps: int | None,
+) -> dict[str, Any]:
+    """--max-error/--max-time/--min-steps, refused beside --steps or --epochs."""
+    from batchscope.units import parse_duration, parse_fraction
+
+    given = [
+        flag
+        for flag, value in (
+            ("--max-error", max_error),
+            ("--max-time", max_time),
+            ("--min-steps", min_steps),
+        )
+        if value is not None
+    ]
+    fixed = "--steps" if steps is not None else "--epochs" if epochs is not None else None
+    if given and fixed:
+        raise UsageError(
+            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} when adaptive measuring "
+            f"stops, but {fixed} fixes what each trial runs: drop one of them"
+        )
+    out: dict[str, Any] = {}
+    if max_error is not None:
+        out["max_error"] = parse_fraction(max_error, what="--max-error")
+    if max_time is not None:
+        out["max_time_s"] = parse_duration(max_time, what="--max-time")
+    if min_steps is not None:
+        out["min_steps"] = min_steps
+    return out
+
+
+def _rounds_options(repeats: str, max_rounds: int, time_budget: str | None) -> dict[str, Any]:
+    """--repeats N or auto, with --max-rounds and --time-budget (auto only)."""
+    from batchscope.units import parse_duration
+
+    text = str(repeats).strip().lower()
+    if text == "auto":
+        return {
+            "repeats": 1,
+            "repeats_auto": True,
+            "max_rounds": max_rounds,
+            "time_budget_s": parse_duration(time_budget, what="--time-budget")
+            if time_budget is not None
+            else None,
+        }
+    if not text.isdigit():
+        raise UsageError(f"--repeats {repeats!r} is not a whole number or 'auto' (e.g. 3)")
+    if time_budget is not None:
+        raise UsageError("--time-budget is for --repeats auto: drop it, or use --repeats auto")
+    return {"repeats": int(text)}
 
 
 def _choose_framework(
@@ -564,46 +765,64 @@ def _run_and_report(
     announce: str | None = None,
     out_dir: str | None = None,
     no_report: bool = False,
+    plan: Any = None,
 ) -> None:
+    """Probe, plan, sweep, print, export, report — and say what was saved if interrupted.
+
+    ``plan``: a resumed run's stored plan (``--resume``); otherwise the plan is built
+    from the command line once the probe knows which devices are present. The store
+    is opened only after the probe, so a workload that fails to load leaves nothing.
+    """
     from batchscope.cli.display import SweepDisplay
-    from batchscope.core.plan import Plan, check_device_names, parse_batch_sizes
+    from batchscope.core.plan import Plan, check_device_names, parse_batch_sizes, parse_devices
+    from batchscope.hardware.preflight import preflight_warnings
     from batchscope.report.export import write_exports
     from batchscope.report.terminal import print_run
     from batchscope.run.isolation import check_isolation
     from batchscope.run.sweep import SweepInterrupted, probe, run_sweep
 
-    sizes = parse_batch_sizes(batch_sizes)
     check_isolation(isolation)
     if trial_timeout is not None and trial_timeout <= 0:
         raise UsageError(f"--trial-timeout {trial_timeout:g} must be more than 0 seconds")
-    Plan(workload=workload, batch_sizes=sizes, **protocol)  # validate before any work
-    if devices != "best":
-        check_device_names(devices)  # a typo fails now, not after loading the workload
-    store = _open_store(store_path, no_store)
-    if resume is not None and store is not None:
-        store.resolve_run_id(resume)  # an unknown id fails now, not after the probe
+    if plan is None:
+        sizes = parse_batch_sizes(batch_sizes)
+        Plan(workload=workload, batch_sizes=sizes, **protocol)  # validate before any work
+        if devices != "best":
+            check_device_names(devices)  # a typo fails now, not after loading the workload
     err = stderr()
     if announce and not quiet:
         err.print(announce, highlight=False)
-    with (
-        err.status("loading the workload and probing devices…", spinner="dots")
-        if not quiet
-        else _nullcontext()
-    ):
-        found = probe(
-            workload,
-            options,
-            isolation=isolation,
-            framework=protocol.get("framework", "torch"),
-            debug=_state["debug"],
+    framework = plan.framework if plan is not None else protocol.get("framework", "torch")
+    try:
+        with (
+            err.status("loading the workload and probing devices…", spinner="dots")
+            if not quiet
+            else _nullcontext()
+        ):
+            found = probe(
+                workload, options, isolation=isolation, framework=framework, debug=_state["debug"]
+            )
+    except KeyboardInterrupt:
+        err.print("interrupted while loading the workload: nothing was measured or saved")
+        raise typer.Exit(130) from None
+    if plan is None:
+        plan = Plan(
+            workload=workload,
+            workload_options=options,
+            batch_sizes=sizes,
+            devices=_resolve_devices(devices, found.devices),
+            **protocol,
         )
-    plan = Plan(
-        workload=workload,
-        workload_options=options,
-        batch_sizes=sizes,
-        devices=_resolve_devices(devices, found.devices),
-        **protocol,
-    )
+    else:
+        parse_devices(",".join(plan.devices), found.devices)  # the stored devices are here
+    from batchscope.run.sweep import check_memory_limit
+
+    check_memory_limit(plan.memory_limit_bytes, found.workload)  # a bad limit: one line, first
+    store = _open_store(store_path, no_store)
+    warnings = preflight_warnings(plan.devices, plan.threads)
+    if not quiet:
+        for line in warnings:
+            err.print(f"[yellow]warning:[/] {line}", highlight=False)
     display = SweepDisplay(err, enabled=not quiet)
     try:
         with display:
@@ -616,50 +835,53 @@ def _run_and_report(
                 on_event=display.on_event,
                 found=found,
                 debug=_state["debug"],
+                notes=warnings,
             )
     except SweepInterrupted as stop:
         done = len(stop.run.trials)
         if stop.resumable:
             err.print(
                 f"\ninterrupted: {done} finished trial(s) are saved in run "
-                f"{stop.run.run_id}. Resume with:\n  batchscope sweep "
-                f"{_sweep_target(workload, protocol)} ... "
-                f"--resume {stop.run.run_id}",
+                f"{stop.run.run_id}. Resume with:\n  batchscope sweep --resume {stop.run.run_id}",
                 highlight=False,
             )
         else:
-            err.print(f"\ninterrupted after {done} trial(s) (no store: --no-store)")
+            err.print(f"\ninterrupted after {done} trial(s): nothing saved (--no-store)")
         if stop.run.trials:
             print_run(stop.run, stdout())
         raise typer.Exit(130) from None
-    print_run(run, stdout())
-    written = write_exports(
-        run, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path
-    )
-    if not quiet:
-        for path in written:
-            err.print(f"wrote {path}", highlight=False)
-        if store is not None:
-            err.print(f"run {run.run_id} saved in {store.path}", highlight=False)
-    # The report folder (default ./batchscope-results/RUN_ID/); --no-store writes none unasked.
-    if not no_report and (out_dir is not None or store is not None):
-        from batchscope.report.build import default_report_dir, write_report
-
-        target = out_dir if out_dir is not None else default_report_dir(run.run_id)
-        with err.status("writing the report…", spinner="dots") if not quiet else _nullcontext():
-            files = write_report(run, target)
+    try:
+        print_run(run, stdout())
+        written = write_exports(
+            run, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path
+        )
         if not quiet:
-            err.print(
-                f"report: {files.html} (with report.md and {len(files.images)} plots)",
-                highlight=False,
-                soft_wrap=True,
-            )
+            for path in written:
+                err.print(f"wrote {path}", highlight=False)
+            if store is not None:
+                err.print(f"run {run.run_id} saved in {store.path}", highlight=False)
+        # The report folder (default ./batchscope-results/RUN_ID/); --no-store writes none unasked.
+        if not no_report and (out_dir is not None or store is not None):
+            from batchscope.report.build import default_report_dir, write_report
 
-
-def _sweep_target(workload: str, protocol: dict[str, Any]) -> str:
-    """How the sweep named its workload on the command line (for the resume hint)."""
-    framework = protocol.get("framework", "torch")
-    return workload if framework == "torch" else f"--{framework} {workload}"
+            target = out_dir if out_dir is not None else default_report_dir(run.run_id)
+            with err.status("writing the report…", spinner="dots") if not quiet else _nullcontext():
+                files = write_report(run, target)
+            if not quiet:
+                err.print(
+                    f"report: {files.html} (with report.md and {len(files.images)} plots)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    except KeyboardInterrupt:
+        saved = (
+            f"every trial is saved in run {run.run_id}; 'batchscope report {run.run_id}' "
+            "writes the report again"
+            if store is not None
+            else "nothing saved (--no-store)"
+        )
+        err.print(f"\ninterrupted while writing the results: {saved}", highlight=False)
+        raise typer.Exit(130) from None
 
 
 class _nullcontext:
@@ -860,12 +1082,25 @@ def runs(store_path: StoreOpt = None) -> None:
 def show(
     run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
     store_path: StoreOpt = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the results JSON (with its 'analysis' verdicts) instead of the table.",
+        ),
+    ] = False,
 ) -> None:
-    """Print a stored run's table."""
+    """Print a stored run's table and verdicts (or its results JSON with --json)."""
     from batchscope.report.terminal import print_run
 
     store = _store_for_reading(store_path)
-    print_run(store.get_run(store.resolve_run_id(run_id)), stdout())
+    run = store.get_run(store.resolve_run_id(run_id))
+    if as_json:
+        from batchscope.report.export import to_json
+
+        typer.echo(to_json(run), nl=False)
+        return
+    print_run(run, stdout())
 
 
 @app.command()

@@ -45,9 +45,11 @@ def trial_verdict(trial: TrialResult) -> str:
         head += f" repeat {trial.repeat + 1}"
     if trial.ok and trial.step_time_s is not None:
         mem = f", peak {format_bytes(trial.peak_memory_bytes)}" if trial.peak_memory_bytes else ""
+        precise = f" ±{trial.precision_reached:.1%}" if trial.precision_reached else ""
+        limit = " (stopped at --max-time)" if trial.stopped_by == "time_limit" else ""
         return (
-            f"[green]✓[/] {head}: {format_seconds(trial.step_time_s.median)}/step, "
-            f"{trial.samples_per_s:,.1f} samples/s{mem}"
+            f"[green]✓[/] {head}: {format_seconds(trial.step_time_s.median)}/step{precise} "
+            f"(n={trial.step_time_s.n}{limit}), {trial.samples_per_s:,.1f} samples/s{mem}"
         )
     if trial.ok:
         return f"[green]✓[/] {head}: done (no full-size step to time)"
@@ -120,9 +122,14 @@ class SweepDisplay:
                 self.progress.update(self.current, description=f"{self._label} {self._live}")
             elif event in ("step", "epoch"):
                 total = payload.get("total_steps", payload.get("total"))
+                aim = ""
+                if total is None and payload.get("max_error") is not None:
+                    now = payload.get("precision")
+                    reached = f"±{now:.1%}" if now is not None else "…"
+                    aim = f" median {reached} → ±{payload['max_error']:.0%}"
                 self.progress.update(
                     self.current,
-                    description=f"{self._label} {getattr(self, '_live', '')}".rstrip(),
+                    description=f"{self._label}{aim} {getattr(self, '_live', '')}".rstrip(),
                     total=total,
                     completed=payload["done"],
                 )

@@ -46,7 +46,13 @@ def _positive_int(item: str, whole: str) -> int:
         raise UsageError(
             f"batch size {item!r} in {whole!r} is not a whole number: use e.g. 16,32,64 or 16..256"
         )
-    value = int(item)
+    try:
+        value = int(item)
+    except ValueError:  # past Python's 4300-digit limit for int(str)
+        raise UsageError(
+            f"batch size {item[:20]!r}... in --batch-sizes has {len(item)} digits: "
+            "use e.g. 16,32,64 or 16..256"
+        ) from None
     if value <= 0:
         raise UsageError(f"batch size {value} in {whole!r} must be at least 1")
     return value
@@ -98,6 +104,12 @@ def check_device_names(text: str) -> None:
     parse_devices(text, known)
 
 
+#: adaptive sampling's defaults: ±2 % on the median step, 15 s per trial, at least 10 steps
+DEFAULT_MAX_ERROR = 0.02
+DEFAULT_MAX_TIME_S = 15.0
+DEFAULT_MIN_STEPS = 10
+
+
 @dataclass(kw_only=True)
 class TrialSpec:
     """One trial: the full recipe a child process needs, as plain data."""
@@ -106,8 +118,14 @@ class TrialSpec:
     workload_options: dict[str, Any]
     device: str
     batch_size: int
+    #: a fixed number of measured steps; None with no epochs: measure until max_error
     steps: int | None = None
     epochs: int | None = None
+    #: adaptive steps (``steps`` and ``epochs`` None): stop once the 95 % interval of the
+    #: median step is within ±max_error, or after max_time_s, but never before min_steps
+    max_error: float = DEFAULT_MAX_ERROR
+    max_time_s: float = DEFAULT_MAX_TIME_S
+    min_steps: int = DEFAULT_MIN_STEPS
     freeze_epochs: int = 0
     warmup: int = 3
     threads: int | None = None
@@ -180,6 +198,9 @@ class Plan:
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     steps: int | None = None
     epochs: int | None = None
+    max_error: float = DEFAULT_MAX_ERROR
+    max_time_s: float = DEFAULT_MAX_TIME_S
+    min_steps: int = DEFAULT_MIN_STEPS
     freeze_epochs: int = 0
     warmup: int = 3
     threads: int | None = None
@@ -187,6 +208,11 @@ class Plan:
     drop_last: bool = False
     workers: int = 0
     repeats: int = 1
+    #: ``--repeats auto``: add rounds (from 2) until the verdicts stop changing, at most
+    #: ``max_rounds`` or until ``time_budget_s`` has passed
+    repeats_auto: bool = False
+    max_rounds: int = 5
+    time_budget_s: float | None = None
     memory_limit_bytes: int | None = None
     breakdown: bool = False
     sample_interval_s: float = 0.1
@@ -217,6 +243,19 @@ class Plan:
             raise UsageError("give either --steps or --epochs, not both")
         if self.steps is not None and self.steps < 1:
             raise UsageError(f"--steps {self.steps} must be at least 1")
+        if not (isinstance(self.max_error, (int, float)) and 0 < self.max_error < 1):
+            raise UsageError(
+                f"--max-error {self.max_error!r} must be a fraction between 0 and 1 "
+                "(e.g. 2% or 0.02)"
+            )
+        if not (isinstance(self.max_time_s, (int, float)) and self.max_time_s > 0):
+            raise UsageError(f"--max-time {self.max_time_s!r} must be more than 0 seconds")
+        if (
+            isinstance(self.min_steps, bool)
+            or not isinstance(self.min_steps, int)
+            or self.min_steps < 1
+        ):
+            raise UsageError(f"--min-steps {self.min_steps!r} must be a whole number of at least 1")
         if self.epochs is not None and self.epochs < 0:
             raise UsageError(f"--epochs {self.epochs} must be at least 0")
         if self.freeze_epochs < 0:
@@ -237,6 +276,10 @@ class Plan:
             )
         if self.repeats < 1:
             raise UsageError(f"--repeats {self.repeats} must be at least 1")
+        if self.max_rounds < 2:
+            raise UsageError(f"--max-rounds {self.max_rounds} must be at least 2")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise UsageError(f"--time-budget {self.time_budget_s:g} must be more than 0 seconds")
         if self.target is not None:
             from batchscope.core.target import parse_target
 
@@ -250,11 +293,8 @@ class Plan:
             self._validate_framework()
         elif self.fit is not None:
             raise UsageError("--fit is fastai's protocol: use it with --fastai module:make_learner")
-        if self.steps is None and self.epochs is None:
-            if self.framework == "keras":
-                self.epochs = 1
-            elif self.framework == "torch":
-                self.steps = 20
+        if self.steps is None and self.epochs is None and self.framework == "keras":
+            self.epochs = 1
 
     def _validate_framework(self) -> None:
         """fastai and Keras run the user's own training: only what they can honour."""
@@ -318,16 +358,25 @@ class Plan:
         if self.base_batch_size is None:
             self.base_batch_size = min(self.batch_sizes) * self.accumulate
 
-    def trials(self) -> list[TrialSpec]:
-        """The grid in run order: device by device, batch sizes ascending, repeats interleaved.
+    @property
+    def adaptive(self) -> bool:
+        """Steps are measured until the median is precise enough (no --steps, no --epochs)."""
+        return self.steps is None and self.epochs is None
 
-        Repeats go round the whole batch-size list, so slow drift of the machine
-        (thermal, background load) spreads over every size instead of biasing one.
+    def trials(self, rounds: range | None = None) -> list[TrialSpec]:
+        """The grid in run order: round by round, each round every device and batch size.
+
+        A round (``--repeats``) runs every trial once, in a fresh child each; the order
+        of the batch sizes is rotated by one every round, so drift of the machine
+        (thermal, background load) hits every size alike instead of biasing one.
+        ``rounds`` picks some rounds (``--repeats auto`` adds them one at a time).
         """
         specs = []
-        for device in self.devices:
-            for repeat in range(self.repeats):
-                for b in self.batch_sizes:
+        for repeat in rounds if rounds is not None else range(self.repeats):
+            shift = repeat % len(self.batch_sizes)
+            order = self.batch_sizes[shift:] + self.batch_sizes[:shift]
+            for device in self.devices:
+                for b in order:
                     specs.append(
                         TrialSpec(
                             workload=self.workload,
@@ -336,6 +385,9 @@ class Plan:
                             batch_size=b,
                             steps=self.steps,
                             epochs=self.epochs,
+                            max_error=self.max_error,
+                            max_time_s=self.max_time_s,
+                            min_steps=self.min_steps,
                             freeze_epochs=self.freeze_epochs,
                             warmup=self.warmup,
                             threads=self.threads,

@@ -16,7 +16,26 @@ from typing import Any
 SCHEMA = "batchscope.results/1"
 
 #: Trial outcomes. ``ok`` is the only one with measurements.
-STATUSES = ("ok", "oom", "crashed", "timeout", "error", "unsupported", "interrupted")
+STATUSES = ("ok", "oom", "crashed", "timeout", "error", "unsupported", "interrupted", "diverged")
+
+
+def json_safe(value: Any, path: str = "", found: list[str] | None = None) -> Any:
+    """``value`` with every NaN and ±infinity replaced by None; their paths go to ``found``.
+
+    JSON has no non-finite numbers: a diverged loss (NaN) or an unbounded interval end
+    (inf) is written as ``null``, and the export lists where (``trials[2].final_train_loss``).
+    """
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        if found is not None:
+            found.append(f"{path} ({value})")
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v, f"{path}.{k}" if path else str(k), found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -41,12 +60,19 @@ class StepStats:
     min: float
     max: float
     n: int
+    #: the 95 % interval of the median (Maritz–Jarrett, batchscope.core.precision);
+    #: None with fewer than 6 samples, where no such interval exists
+    median_low: float | None = None
+    median_high: float | None = None
 
     @classmethod
     def from_samples(cls, samples: Sequence[float]) -> StepStats:
+        from batchscope.core.precision import median_precision
+
         if not samples:
             raise ValueError("no samples to summarise")
         ordered = sorted(float(s) for s in samples)
+        interval = median_precision(ordered).interval()
         return cls(
             median=_quantile(ordered, 0.5),
             iqr=_quantile(ordered, 0.75) - _quantile(ordered, 0.25),
@@ -55,6 +81,8 @@ class StepStats:
             min=ordered[0],
             max=ordered[-1],
             n=len(ordered),
+            median_low=interval[0] if interval else None,
+            median_high=interval[1] if interval else None,
         )
 
     @property
@@ -87,6 +115,13 @@ class TrialResult:
     data_wait_s: StepStats | None = None
     #: every measured step time in run order (seconds), for outlier and warm-up checks
     step_times_s: list[float] = field(default_factory=list)
+    #: half the 95 % interval of the median step time, as a fraction of it (0.02: ±2 %)
+    precision_reached: float | None = None
+    #: with status "diverged": the step (1-based, warm-up counted apart) whose loss was not finite
+    diverged_at_step: int | None = None
+    #: why measuring stopped: "max_error" (the precision was reached), "time_limit"
+    #: (--max-time ran out first), "steps" (a fixed --steps), "epochs" (a protocol)
+    stopped_by: str | None = None
     samples_per_s: float | None = None
     data_wait_fraction: float | None = None
     samples_per_epoch: int | None = None
@@ -98,9 +133,17 @@ class TrialResult:
     warmup_steps: int = 0
     measured_steps: int = 0
     setup_time_s: float | None = None
+    #: the peak that tables show and budgets judge (engine.instrument.MemoryProbe):
+    #: CPU resident-memory growth over set-up, CUDA peak reserved, MPS sampled allocated
     peak_memory_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    #: CUDA/MPS: the absolute peak of allocated tensors
+    peak_allocated_bytes: int | None = None
+    #: every device: the peak's growth over the post-set-up baseline
+    peak_over_baseline_bytes: int | None = None
+    #: what peak_memory_bytes holds: "cpu_rss_growth", "cuda_reserved", "mps_sampled_allocated"
+    peak_memory_kind: str | None = None
     #: samples trained in the measured protocol (partial batches included)
     samples_trained: int | None = None
     #: mean seconds per step in each phase: data_wait + compute, or with --breakdown

@@ -72,10 +72,13 @@ def summarise_steps(
         steps, wait_list = [steps[i] for i in keep], [wait_list[i] for i in keep]
         phase_list = [phase_list[i] for i in keep] if phase_list else phase_list
         result.notes.append(unfrozen_note(n_frozen, rewarm, StepStats.from_samples(frozen).median))
+    from batchscope.core.precision import median_precision
+
     n = len(steps)
     result.measured_steps = n
     result.step_times_s = steps
     result.step_time_s = StepStats.from_samples(steps)
+    result.precision_reached = median_precision(steps).relative_half_width
     result.data_wait_s = StepStats.from_samples(wait_list)
     result.samples_per_s = batch_size / result.step_time_s.median
     total, wait = math.fsum(steps), math.fsum(wait_list)

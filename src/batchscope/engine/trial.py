@@ -18,8 +18,6 @@ import copy
 import math
 import os
 import random
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 from batchscope.core.plan import TrialSpec
 from batchscope.core.results import EpochRecord, TrialResult
 from batchscope.engine import lr, variants
-from batchscope.engine.instrument import synchronizer
+from batchscope.engine.instrument import (
+    MemoryProbe,
+    current_rss,
+    reset_peak_rss,
+    synchronizer,
+)
 from batchscope.engine.step_summary import summarise_steps
 from batchscope.errors import DeviceError, UsageError
 from batchscope.workloads import Workload, WorkloadOptions, load_workload
@@ -130,25 +133,6 @@ def _default_head(model: nn.Module) -> nn.Module:
     return children[-1] if children else model
 
 
-def _current_rss() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def _peak_rss() -> int:
-    """Peak resident memory: VmHWM (resettable, Linux) or the process-lifetime ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
 class _Group(list[Any]):
     """The micro-batches of one accumulated optimizer step (``--accumulate``)."""
 
@@ -164,6 +148,8 @@ class _Trainer:
         self.workload = workload
         self.device = device
         self.sync = synchronizer(device)
+        #: the trial's peak-memory probe, once set-up is over (MPS samples it every step)
+        self.memory: MemoryProbe | None = None
         self.non_blocking = device.type == "cuda"
         self.model = workload.model().to(device)
         if spec.channels_last:
@@ -407,19 +393,25 @@ def run_trial(
         notes=list(workload.notes),
     )
     variants.stamp(result, spec, trainer.model, trainer.lr_targets, trainer.scaler)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    rss_baseline = _reset_peak_rss()
+    memory = MemoryProbe(device)
+    rss_baseline = memory.start()
     # the runner stops a CPU trial early once its memory is past --memory-limit
     notify("baseline", {"rss_bytes": rss_baseline})
     setup_time = time.perf_counter() - setup_start
 
-    _warm_up(trainer, spec.warmup, notify)
+    try:
+        _warm_up(trainer, spec.warmup, notify)
+    except Diverged as stop:
+        return _diverged(result, stop, memory)
+    if spec.warmup > 0:
+        memory.restart()  # the warm-up's snapshot and restore never count in the peak
+    trainer.memory = memory
     result.warmup_steps = spec.warmup
     if spec.compile:
         result.compile_time_s = trainer.warmup_clock.compile_time_s()
 
     sampler = _start_sampler(spec, device, notify)
+    diverged: Diverged | None = None
     try:
         if spec.epochs is not None:
             _run_epochs(trainer, spec, result, notify)
@@ -427,6 +419,8 @@ def run_trial(
             _run_steps(trainer, spec, result, notify)
             if spec.validation_steps > 0:
                 _run_validation_steps(trainer, spec.validation_steps, result)
+    except Diverged as stop:
+        diverged = stop
     finally:
         if sampler is not None:
             samples = sampler.stop()
@@ -434,8 +428,20 @@ def run_trial(
         _record_hardware(result, sampler, samples)
 
     result.setup_time_s = setup_time
-    _record_memory(result, device, rss_baseline)
+    if diverged is not None:
+        return _diverged(result, diverged, memory)
+    memory.record(result)
     notify("done", {"status": result.status})
+    return result
+
+
+def _diverged(result: TrialResult, stop: Diverged, memory: MemoryProbe) -> TrialResult:
+    """A trial whose loss became non-finite: a result (status ``diverged``), not a crash."""
+    result.status = "diverged"
+    result.error = str(stop)
+    result.diverged_at_step = None if stop.warmup else stop.step
+    result.final_train_loss = stop.value
+    memory.record(result)
     return result
 
 
@@ -510,37 +516,29 @@ def _record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample
 
 
 def _reset_peak_rss() -> int:
-    """Start a fresh peak-RSS count (Linux: VmHWM via clear_refs) and return the RSS now.
-
-    Without the reset, the peak would include whatever set-up briefly held (data
-    being built, files decoded), which can exceed everything the training needs.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return _current_rss()
+    """Start a fresh peak-RSS count and return the RSS now (for the framework trainers)."""
+    reset_peak_rss()
+    return current_rss()
 
 
 def _record_memory(result: TrialResult, device: torch.device, rss_baseline: int) -> None:
-    """Peak memory of the measured protocol.
+    """The peak memory of a trial timed by a framework callback (see MemoryProbe)."""
+    probe = MemoryProbe(device)
+    probe.rss_baseline = rss_baseline
+    probe.record(result)
 
-    On CUDA, the allocator's peaks since set-up (allocated = tensors, reserved =
-    what the caching allocator holds). On the CPU, the growth of this process's
-    peak resident memory over its resident memory after set-up: meaningful in a
-    fresh child process, an upper bound when trials share one process.
-    """
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy with every tensor on the CPU (a state dict's snapshot)."""
     import torch
 
-    result.peak_rss_bytes = _peak_rss()
-    if device.type == "cuda":
-        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
-        result.peak_reserved_bytes = int(torch.cuda.max_memory_reserved(device))
-    elif device.type == "mps":
-        result.peak_memory_bytes = int(torch.mps.driver_allocated_memory())
-    else:
-        result.peak_memory_bytes = max(0, result.peak_rss_bytes - rss_baseline)
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
 
 
 def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
@@ -552,23 +550,60 @@ def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
     trainer.warmup_clock = variants.WarmupClock()
     if steps <= 0:
         return
-    model_state = copy.deepcopy(trainer.model.state_dict())
-    optim_state = copy.deepcopy(trainer.optimizer.state_dict())
+    import tempfile
+
+    import torch
+
+    # The snapshot of the initial state goes to a file, not to memory: no device and no
+    # allocator ever holds a copy, so the measured peak is the one without warm-up.
+    handle, snapshot = tempfile.mkstemp(prefix="batchscope-warmup-", suffix=".pt")
+    os.close(handle)
+    torch.save(
+        {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()},
+        snapshot,
+    )
     scaler_state = trainer.scaler.state_dict() if trainer.scaler is not None else None
     batches = trainer.batches()
     for i in range(steps):
         with trainer.warmup_clock.step():
-            trainer.step(trainer.next_batch(batches))
+            loss, _ = trainer.step(trainer.next_batch(batches))
             trainer.sync()
+        check_finite(loss, i + 1, warmup=True)
         notify("warmup", {"done": i + 1, "total": steps})
     trainer.sync()
     del batches
-    trainer.model.load_state_dict(model_state)
-    trainer.optimizer.load_state_dict(optim_state)
+    try:  # memory-mapped: the restore reads the file's pages, it allocates no copy
+        state = torch.load(snapshot, map_location="cpu", weights_only=False, mmap=True)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        del state
+    finally:
+        os.unlink(snapshot)
     if trainer.scaler is not None and scaler_state is not None:
         trainer.scaler.load_state_dict(scaler_state)
     trainer.optimizer_steps = 0  # the learning-rate warm-up ramp starts again
     trainer.generator.manual_seed(trainer.spec.seed)  # the protocol sees the same shuffles
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite: the trial ends as ``diverged``, not as a crash."""
+
+    def __init__(self, step: int, value: float, warmup: bool = False) -> None:
+        where = f"warm-up step {step}" if warmup else f"step {step} of the measured protocol"
+        super().__init__(
+            f"the loss became {value} at {where}: training diverged (lower the learning "
+            "rate, or use --lr-scaling sqrt for large batches)"
+        )
+        self.step = step
+        self.value = value
+        self.warmup = warmup
+
+
+def check_finite(loss: Any, step: int, *, warmup: bool = False) -> None:
+    """Raise :class:`Diverged` when ``loss`` is NaN or infinite (one scalar read)."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise Diverged(step, value, warmup)
 
 
 class _StepRecorder:
@@ -591,6 +626,8 @@ class _StepRecorder:
         #: set while a --freeze-epochs epoch trains; see timing.unfrozen_steps
         self.frozen = False
         self.step_frozen: list[bool] = []
+        #: optimizer steps trained in the measured protocol, partial ones included
+        self.steps_run = 0
 
     def run(self, iterator: Iterator[Any]) -> tuple[torch.Tensor, int] | None:
         """Train on the next batch; None when the iterator is exhausted (not timed)."""
@@ -608,13 +645,17 @@ class _StepRecorder:
             self.trainer.sync()
             phases = ()
         t2 = clock()
+        if self.trainer.memory is not None:
+            self.trainer.memory.sample()
         self.samples += n
+        self.steps_run += 1
         if n == self.batch_size:
             self.step_times.append(t2 - t0)
             self.waits.append(t1 - t0)
             self.step_frozen.append(self.frozen)
             if phases:
                 self.phases.append(phases)
+        check_finite(loss, self.steps_run)  # after the clock: the device is synced already
         return loss, n
 
     def summarise(self, result: TrialResult) -> None:
@@ -629,34 +670,72 @@ class _StepRecorder:
         )
 
 
+#: an adaptive trial never measures more steps than this, whatever its precision
+MAX_ADAPTIVE_STEPS = 100_000
+
+
 def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
-    """``spec.steps`` measured steps of full size, passing over the data as often as needed.
+    """Measured steps of full size, passing over the data as often as needed.
+
+    With ``spec.steps`` the count is fixed. Otherwise the trial measures until the 95 %
+    interval of its median step is within ``±spec.max_error`` (the rule of
+    :mod:`batchscope.core.precision`), or ``spec.max_time_s`` has passed, and never
+    stops before ``spec.min_steps``. The precision is checked as the count grows by a
+    tenth (it costs a sort), between steps and outside their clocks.
 
     A new pass's iterator is created before the clock starts: that start-up is a
     cost of the epoch, not of the step that happens to follow it.
     """
-    assert spec.steps is not None
+    from batchscope.core.precision import median_precision
+
     clock = time.perf_counter
     recorder = _StepRecorder(trainer, spec.breakdown)
     last_loss = None
     iterator = iter(trainer.train_loader)
+    fixed = spec.steps
+    floor = max(1, spec.min_steps)
     trainer.sync()
     start = clock()
+    deadline = start + spec.max_time_s
     last_notify = start
-    while len(recorder.step_times) < spec.steps:
+    next_check = floor
+    precision: float | None = None
+    stopped_by = "steps"
+    while True:
         outcome = recorder.run(iterator)
         if outcome is None:
             iterator = iter(trainer.train_loader)
             continue
         last_loss = outcome[0]
-        now = clock()
         done = len(recorder.step_times)
-        if now - last_notify > 0.1 or done == spec.steps:
-            notify("step", {"done": done, "total": spec.steps})
+        now = clock()
+        if fixed is not None:
+            if done >= fixed:
+                break
+        elif done >= floor:
+            if done >= next_check:
+                precision = median_precision(recorder.step_times).relative_half_width
+                next_check = done + max(1, done // 10)
+                if precision is not None and precision <= spec.max_error:
+                    stopped_by = "max_error"
+                    break
+            if now >= deadline:
+                stopped_by = "time_limit"
+                break
+            if done >= MAX_ADAPTIVE_STEPS:
+                stopped_by = "max_steps"
+                break
+        if now - last_notify > 0.1:
+            notify(
+                "step",
+                {"done": done, "total": fixed, "precision": precision, "max_error": spec.max_error},
+            )
             last_notify = now
+    notify("step", {"done": done, "total": fixed if fixed is not None else done})
     result.total_time_s = clock() - start
     result.samples_trained = recorder.samples
     result.final_train_loss = float(last_loss) if last_loss is not None else None
+    result.stopped_by = stopped_by
     recorder.summarise(result)
 
 
@@ -752,6 +831,7 @@ def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify:
             {"epoch": epoch + 1, "total": total_epochs, "done": done, "total_steps": total_steps},
         )
     set_frozen(trainer.model, head, False)
+    result.stopped_by = "epochs"
     result.total_time_s = clock() - start
     if result.epochs:
         result.samples_per_epoch = result.epochs[-1].samples

@@ -110,7 +110,7 @@ def write_report(
         from batchscope.engine.variants import series_view
         from batchscope.report.timeline import render_hardware_plots
 
-        plots.update(render_hardware_plots(series_view(run)))  # a panel per (device, variant)
+        plots.update(render_hardware_plots(series_view(run), analysis))  # per (device, variant)
     doc = report_document(run, analysis, figures=list(plots))
     images = []
     for name, png in plots.items():

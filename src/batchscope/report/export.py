@@ -25,6 +25,10 @@ CSV_FIELDS = (
     "step_time_min_s",
     "step_time_max_s",
     "step_time_n",
+    "step_time_median_low_s",
+    "step_time_median_high_s",
+    "precision_reached",
+    "stopped_by",
     "samples_per_s",
     "data_wait_fraction",
     "samples_per_epoch",
@@ -88,7 +92,25 @@ def _write(path: str | os.PathLike[str], text: str, flag: str) -> None:
 
 
 def to_json(run: RunResult) -> str:
-    return json.dumps(run.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
+    """The results JSON: the run as stored, plus the ``analysis`` object — per series, the
+    verdicts the terminal prints (fastest and ties, recommendation, U shape, fits, memory).
+
+    Valid JSON whatever a trial holds: NaN and ±infinity become ``null``, and a top-level
+    ``notes`` list says which fields (a diverged loss is NaN).
+    """
+    from batchscope.analyse.explain import analyse_run
+    from batchscope.core.results import json_safe
+
+    found: list[str] = []
+    data = json_safe(run.to_dict(), "", found)
+    data["analysis"] = analyse_run(run).verdicts()
+    if found:
+        data["notes"] = [
+            f"{len(found)} non-finite number(s) written as null (JSON has no NaN or infinity): "
+            + ", ".join(found[:20])
+            + (", …" if len(found) > 20 else "")
+        ]
+    return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
 
 
 def to_csv(run: RunResult) -> str:
@@ -111,6 +133,10 @@ def to_csv(run: RunResult) -> str:
                 "status": t.status,
                 "step_time_median_s": s.median if s else None,
                 "step_time_iqr_s": s.iqr if s else None,
+                "step_time_median_low_s": s.median_low if s else None,
+                "step_time_median_high_s": s.median_high if s else None,
+                "precision_reached": t.precision_reached,
+                "stopped_by": t.stopped_by,
                 "step_time_mean_s": s.mean if s else None,
                 "step_time_stdev_s": s.stdev if s else None,
                 "step_time_min_s": s.min if s else None,

@@ -9,20 +9,26 @@ turn into markup. :func:`compare_document` does the same for ``batchscope compar
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batchscope.analyse.speedup import Speedup, best_throughput, ok_trials, per_sample, speedup
-from batchscope.core.results import RunResult, TrialResult
+from batchscope.core.results import RunResult
 from batchscope.report.rows import device_rows, headers
-from batchscope.units import format_bytes, format_seconds, format_with_spread
+from batchscope.report.wording import (
+    INTERVAL_NAME,
+    describe_fit,
+    memory_line,
+    samples_per_s,
+    speedup_text,
+    step_time,
+)
+from batchscope.units import format_bytes
 
 if TYPE_CHECKING:
-    from batchscope.analyse.curves import CurveFit, Estimate
     from batchscope.analyse.explain import DeviceAnalysis, RunAnalysis
+    from batchscope.analyse.speedup import Speedup
 
 # ---------------------------------------------------------------- the document model
 
@@ -81,58 +87,6 @@ class Document:
 
 
 # ---------------------------------------------------------------- formatting helpers
-
-
-def _finite(v: float | None) -> bool:
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _fmt_param(name: str, value: float, *, unit: bool = True) -> str:
-    if not _finite(value):
-        return "–"
-    if name in ("c", "t_min"):
-        return "0" if value == 0 else format_seconds(value)
-    if name == "alpha":
-        return f"{value:.3g}"
-    if name == "x_max":
-        return f"{value:,.4g}" + (" samples/s" if unit else "")
-    if name == "b_half":
-        return f"{value:.3g}"
-    return f"{value:.4g}"
-
-
-_PARAM_NAMES = {"alpha": "α", "t_min": "T_min", "x_max": "x_max", "b_half": "b½", "c": "c"}
-
-
-def format_estimate(name: str, est: Estimate) -> str:
-    """'α = 0.62 (95 % CI 0.55 – 0.70)', or '(95 % CI unknown)'."""
-    label = _PARAM_NAMES.get(name, name)
-    text = f"{label} = {_fmt_param(name, est.value)}"
-    if _finite(est.low) and _finite(est.high):
-        low = _fmt_param(name, est.low, unit=False)
-        high = _fmt_param(name, est.high, unit=False)
-        return f"{text} (95 % CI {low} – {high})"
-    return f"{text} (95 % CI unknown)"
-
-
-def format_fit(fit: CurveFit) -> str:
-    """Parameters with 95 % intervals, R² and the verdict; only the verdict if it does not fit."""
-    if not fit.ok:
-        return f"{fit.formula}: {fit.verdict}"
-    params = "; ".join(format_estimate(k, v) for k, v in fit.params.items())
-    r2 = f"R² = {fit.r2:.4f}" if _finite(fit.r2) else "R² –"
-    return f"{fit.formula}: {params}; {r2}, n = {fit.n} — {fit.verdict}"
-
-
-def speedup_text(s: Speedup) -> str:
-    """hyperfine's phrasing: 'cuda:0 ran 45.8 ± 0.6 times faster than cpu at batch size 64'."""
-    text = f"{s.fast} ran {s.ratio:.3g} ± {s.error:.2g} times faster than {s.slow}"
-    if s.batch_size is not None:
-        return f"{text} at batch size {s.batch_size} (per sample)"
-    fast_b = getattr(s, "fast_batch_size", None)
-    slow_b = getattr(s, "slow_batch_size", None)
-    where = f"b={fast_b} vs b={slow_b}, " if fast_b is not None and slow_b is not None else ""
-    return f"{text}, best against best ({where}per sample)"
 
 
 def environment_fields(env: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -249,9 +203,10 @@ def _recommendation_fields(d: DeviceAnalysis) -> list[tuple[str, str]]:
     rec = d.recommendation
     out = []
     for label, choice in (
-        ("Best throughput", rec.best_throughput),
+        ("Use", rec.recommended),
+        ("Fastest", rec.best_throughput),
         ("Largest that fits", rec.largest_that_fits),
-        ("Smallest within 5 % of the best", rec.smallest_near_best),
+        ("Smallest within 5 % of the fastest", rec.smallest_near_best),
         ("Reaches the target soonest", rec.reaches_target_soonest),
     ):
         if choice is not None:
@@ -259,15 +214,9 @@ def _recommendation_fields(d: DeviceAnalysis) -> list[tuple[str, str]]:
     return out
 
 
-def _bytes_interval(ci: object) -> str:
-    if isinstance(ci, (tuple, list)) and len(ci) == 2 and all(_finite(v) for v in ci):
-        return f" (95 % CI {format_bytes(ci[0])} – {format_bytes(ci[1])})"
-    return ""
-
-
 def _device_blocks(run: RunResult, d: DeviceAnalysis) -> list[Block]:
     blocks: list[Block] = [Heading(2, f"Device {d.device}")]
-    rows = device_rows(run, d.device)
+    rows = device_rows(run, d.device, d)
     if rows:
         cols = headers(run)
         blocks.append(
@@ -278,42 +227,33 @@ def _device_blocks(run: RunResult, d: DeviceAnalysis) -> list[Block]:
                 failed_rows={i for i, r in enumerate(rows) if r.status != "ok"},
             )
         )
+        blocks.append(Paragraph(f"Brackets: the {INTERVAL_NAME} (95 % CI).", kind="muted"))
     fits: list[tuple[str, str]] = []
-    if d.time_fit is not None:
-        fits.append(("Time per sample", format_fit(d.time_fit)))
-    else:
-        fits.append(("Time per sample", "not fitted (too few successful batch sizes)"))
-    if d.throughput_fit is not None:
-        fits.append(("Throughput", format_fit(d.throughput_fit)))
-    else:
-        fits.append(("Throughput", "not fitted (too few successful batch sizes)"))
-    if d.memory_fit is not None:
-        m = d.memory_fit
-        a_ci = _bytes_interval(getattr(m, "a_ci95_bytes", None))
-        m_ci = _bytes_interval(getattr(m, "m_ci95_bytes", None))
-        fits.append(
-            (
-                "Memory",
-                f"peak ≈ a + m·b with a = {format_bytes(m.a_bytes)}{a_ci}, "
-                f"m = {format_bytes(m.m_bytes_per_sample)} per sample{m_ci}; "
-                f"R² = {m.r2:.4f}, n = {m.n}",
-            )
-        )
-    if d.memory_limit_bytes:
-        fits.append(("Memory limit", format_bytes(d.memory_limit_bytes)))
     if d.u_shape is not None:
         fits.append(("U shape", d.u_shape.message))
-    blocks += [Heading(3, "Curve fits"), Fields(fits)]
+    for label, fit in (("Time per sample", d.time_fit), ("Throughput", d.throughput_fit)):
+        text = describe_fit(fit) if fit is not None else "not fitted (too few batch sizes)"
+        fits.append((label, text))
+    if d.memory_fit is not None:
+        fits.append(("Memory", memory_line(d.memory_fit).removeprefix("memory: ")))
+    if d.memory_limit_bytes:
+        fits.append(("Memory limit", format_bytes(d.memory_limit_bytes)))
+    blocks += [Heading(3, "Shape and fits"), Fields(fits)]
     if d.causes:
         blocks += [Heading(3, "Measured causes"), Bullets(list(d.causes))]
     recs = _recommendation_fields(d)
     blocks.append(Heading(3, "Recommendation"))
     blocks.append(Fields(recs) if recs else Paragraph("no recommendation: no trial succeeded"))
+    if d.notes:
+        blocks.append(Bullets(list(d.notes), kind="muted"))
     if d.failed:
         blocks.append(
             Paragraph(
                 "Failed batch sizes: "
-                + ", ".join(f"{b} ({status})" for b, status in sorted(d.failed.items())),
+                + "; ".join(
+                    f"{b} ({status}: {d.errors[b]})" if d.errors.get(b) else f"{b} ({status})"
+                    for b, status in sorted(d.failed.items())
+                ),
                 kind="muted",
             )
         )
@@ -338,9 +278,9 @@ def report_document(
 
     glance: list[tuple[str, str]] = [] if analysis.devices else [("Trials", "none finished yet")]
     for d in analysis.devices:
-        best = d.recommendation.best_throughput
-        if best is not None:
-            glance.append((d.device, f"use batch size {best.batch_size} — {best.reason}"))
+        use = d.recommendation.recommended or d.recommendation.best_throughput
+        if use is not None:
+            glance.append((d.device, f"use batch size {use.batch_size} — {use.reason}"))
         else:
             glance.append((d.device, "no successful trial"))
     blocks += [Heading(2, "At a glance"), Fields(glance)]
@@ -430,61 +370,32 @@ def device_pairs(a: RunResult, b: RunResult) -> list[tuple[str, str]]:
     return list(zip(a.devices, b.devices, strict=False))
 
 
-def _trial_map(run: RunResult, device: str) -> dict[int, TrialResult]:
-    """Batch size -> trial of ``device`` in a run already merged (one trial per size)."""
-    return {t.batch_size: t for t in run.trials if t.device == device}
-
-
-def _sps(t: TrialResult | None) -> str:
-    if t is None:
+def b_versus_a(s: Speedup | None, b_name: str) -> str:
+    """B against A per sample: '1.52× [1.48–1.56] faster', 'slower', or within the noise."""
+    if s is None:
         return "–"
-    if not t.ok:
-        return t.status
-    return f"{t.samples_per_s:,.1f}" if t.samples_per_s else "–"
-
-
-def _step(t: TrialResult | None) -> str:
-    if t is None or not t.ok or t.step_time_s is None:
-        return "–"
-    s = t.step_time_s
-    return f"{format_with_spread(s.median, s.iqr, 1e3)} ms"
-
-
-def _ratio(ta: TrialResult | None, tb: TrialResult | None) -> str:
-    """B against A per sample: '1.52 ± 0.04× faster' (or slower), hyperfine's formula."""
-    if ta is None or tb is None or not ta.ok or not tb.ok:
-        return "–"
-    if ta.step_time_s is None or tb.step_time_s is None:
-        return "–"
-    am, asd = per_sample(ta)
-    bm, bsd = per_sample(tb)
-    if am <= 0 or bm <= 0:
-        return "–"
-    if am >= bm:
-        ratio, err = speedup(am, asd, bm, bsd)
-        return f"{ratio:.3g} ± {err:.2g}× faster"
-    ratio, err = speedup(bm, bsd, am, asd)
-    return f"{ratio:.3g} ± {err:.2g}× slower"
-
-
-def _best_trial(run: RunResult, device: str) -> TrialResult | None:
-    trials = ok_trials(run, device)
-    best = best_throughput(trials)
-    if best is None:
-        return None
-    return next(t for t in trials if t.samples_per_s == best)
+    faster = s.fast == b_name
+    word = "faster" if faster else "slower"
+    if s.low is None or s.high is None:
+        return f"{s.ratio:.3g}× {word} (interval not determined)"
+    span = f"[{s.low:.3g}–{s.high:.3g}]"
+    if not s.faster_beyond_noise:
+        return f"{s.ratio:.3g}× {span}: no difference beyond the noise"
+    return f"{s.ratio:.3g}× {span} {word}"
 
 
 def compare_document(a: RunResult, b: RunResult) -> Document:
     """``batchscope compare A B``: per batch size side by side, B's speedup over A.
 
-    Repeats are pooled and variants are series of their own ("cpu bf16"), so every
-    measured step counts and a bf16 trial is never set against an fp32 one.
+    Rounds are combined as everywhere (:mod:`batchscope.analyse.points`) and variants are
+    series of their own ("cpu bf16"), so a bf16 trial is never set against an fp32 one.
     """
-    from batchscope.analyse.speedup import merge_repeats
+    from batchscope.analyse.explain import analyse_run, side
+    from batchscope.analyse.speedup import compare
     from batchscope.engine.variants import series_view
 
-    a, b = merge_repeats(series_view(a)), merge_repeats(series_view(b))
+    a, b = series_view(a), series_view(b)
+    ana_a, ana_b = analyse_run(a), analyse_run(b)
     blocks: list[Block] = []
     wdiff = workload_differences(a, b)
     if wdiff:
@@ -517,24 +428,43 @@ def compare_document(a: RunResult, b: RunResult) -> Document:
     bests: list[str] = []
     for da, db in pairs:
         name = da if da == db else f"A {da} vs B {db}"
-        ta_by, tb_by = _trial_map(a, da), _trial_map(b, db)
-        sizes = sorted(set(ta_by) | set(tb_by))
+        sa, sb = ana_a.device(da), ana_b.device(db)
+        if sa is None or sb is None:
+            continue
+        sizes = sorted(
+            {p.batch_size for p in sa.points}
+            | {p.batch_size for p in sb.points}
+            | set(sa.failed)
+            | set(sb.failed)
+        )
         rows = []
         failed = set()
         for i, bs in enumerate(sizes):
-            ta, tb = ta_by.get(bs), tb_by.get(bs)
-            if (ta is not None and not ta.ok) or (tb is not None and not tb.ok):
+            pa, pb = sa.point(bs), sb.point(bs)
+            if bs in sa.failed or bs in sb.failed:
                 failed.add(i)
-            rows.append([str(bs), _sps(ta), _sps(tb), _step(ta), _step(tb), _ratio(ta, tb)])
+            ratio = None
+            if pa is not None and pb is not None:
+                ratio = compare(side(a, sa, pa, "A"), side(b, sb, pb, "B"), bs)
+            rows.append(
+                [
+                    str(bs),
+                    samples_per_s(pa) if pa else sa.failed.get(bs, "–"),
+                    samples_per_s(pb) if pb else sb.failed.get(bs, "–"),
+                    step_time(pa) if pa else "–",
+                    step_time(pb) if pb else "–",
+                    b_versus_a(ratio, "B"),
+                ]
+            )
         blocks += [
             Heading(2, f"Device {name}"),
             Table(
                 headers=[
                     "Batch size",
-                    "A samples/s",
-                    "B samples/s",
-                    "A step time (median ± IQR)",
-                    "B step time (median ± IQR)",
+                    "A samples/s [95 % CI]",
+                    "B samples/s [95 % CI]",
+                    "A step time [95 % CI]",
+                    "B step time [95 % CI]",
                     "B vs A (per sample)",
                 ],
                 rows=rows,
@@ -542,13 +472,13 @@ def compare_document(a: RunResult, b: RunResult) -> Document:
                 failed_rows=failed,
             ),
         ]
-        best_a, best_b = _best_trial(a, da), _best_trial(b, db)
+        best_a, best_b = sa.best_point(), sb.best_point()
         if best_a is not None and best_b is not None:
+            s_best = compare(side(a, sa, best_a, "A"), side(b, sb, best_b, "B"), None)
             bests.append(
                 f"{name}: B at its best (batch size {best_b.batch_size}, "
-                f"{best_b.samples_per_s:,.1f} samples/s) is "
-                f"{_ratio(best_a, best_b)} than A at its best (batch size "
-                f"{best_a.batch_size}, {best_a.samples_per_s:,.1f} samples/s)"
+                f"{samples_per_s(best_b)} samples/s) is {b_versus_a(s_best, 'B')} than A at "
+                f"its best (batch size {best_a.batch_size}, {samples_per_s(best_a)} samples/s)"
             )
     if bests:
         blocks += [Heading(2, "Best vs best"), Bullets(bests)]

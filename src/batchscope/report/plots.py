@@ -218,36 +218,91 @@ def _curve_values(fit: Any, grid: Any, scale: float = 1.0) -> list[float]:
     return [float(fit.predict(float(b))) * scale for b in grid]
 
 
+def _error_bars(
+    values: Sequence[float], lows: Sequence[float | None], highs: Sequence[float | None]
+) -> list[list[float]]:
+    """Asymmetric bar lengths; a point without an interval gets none."""
+    down = [_bar(v - lo) if lo is not None else 0.0 for v, lo in zip(values, lows, strict=True)]
+    up = [_bar(hi - v) if hi is not None else 0.0 for v, hi in zip(values, highs, strict=True)]
+    return [down, up]
+
+
+def _measured(
+    ax: Axes,
+    xs: list[int],
+    ys: list[float],
+    bars: list[list[float]],
+    judged: list[bool],
+    i: int,
+    label: str,
+) -> Any:
+    """The measured points with their 95 % intervals; points without one drawn hollow."""
+    handle = ax.errorbar(
+        xs,
+        ys,
+        yerr=bars,
+        marker="o",
+        markersize=6,
+        capsize=4,
+        linewidth=1.8,
+        color=_color(i),
+        label=label,
+    )
+    hollow = [(x, y) for x, y, j in zip(xs, ys, judged, strict=True) if not j]
+    if hollow:
+        ax.plot(
+            [x for x, _ in hollow],
+            [y for _, y in hollow],
+            marker="o",
+            markersize=9,
+            markerfacecolor="white",
+            markeredgecolor=_color(i),
+            markeredgewidth=1.8,
+            linestyle="none",
+            zorder=4,
+        )
+    return handle
+
+
+#: the legend's name for the error bars
+BARS = "bars: 95 % interval of the median"
+
+
 def figure_time_per_sample(analysis: RunAnalysis, *, workload: str | None = None) -> Figure:
-    """Median step time ÷ batch size with its spread, and the fitted c/b^α + T_min."""
+    """Median step time ÷ batch size with its 95 % interval, and the fitted c/b^α + T_min."""
     devices = analysis.devices
     fig, ax = _new_figure()
     sizes = _all_sizes(devices)
     values = [p.time_per_sample_s for d in devices for p in d.points]
     scale, unit = _time_unit(values)
     handles: list[Any] = []
+    unjudged = False
     for i, d in enumerate(devices):
         if not d.points:
             continue
         xs = [p.batch_size for p in d.points]
+        ys = [p.time_per_sample_s * scale for p in d.points]
+        bars = _error_bars(
+            ys,
+            [
+                None if p.time_per_sample_low_s is None else p.time_per_sample_low_s * scale
+                for p in d.points
+            ],
+            [
+                None if p.time_per_sample_high_s is None else p.time_per_sample_high_s * scale
+                for p in d.points
+            ],
+        )
+        judged = [p.judged for p in d.points]
+        unjudged = unjudged or not all(judged)
         handles.append(
-            ax.errorbar(
-                xs,
-                [p.time_per_sample_s * scale for p in d.points],
-                yerr=[_bar(p.time_per_sample_spread_s) * scale for p in d.points],
-                marker="o",
-                markersize=6,
-                capsize=4,
-                linewidth=1.8,
-                color=_color(i),
-                label=f"{_safe(d.device)} measured (bars: spread)",
-            )
+            _measured(ax, xs, ys, bars, judged, i, f"{_safe(d.device)} measured ({BARS})")
         )
         fit = d.time_fit
-        if fit is not None and len(xs) >= 2:
+        if fit is not None and fit.meaningful and len(xs) >= 2:
             grid = _fit_grid(xs)
             alpha = fit.params.get("alpha")
-            what = f"α = {alpha.value:.2f}, " if alpha is not None else ""
+            what = f"α = {alpha.value:.2f}, " if alpha is not None and alpha.determined else ""
             quality = "" if fit.ok else " — does not fit"
             (line,) = ax.plot(
                 grid,
@@ -259,6 +314,8 @@ def figure_time_per_sample(analysis: RunAnalysis, *, workload: str | None = None
                 label=f"{_safe(d.device)} fit c/b^α + T_min: {what}R² = {fit.r2:.3f}{quality}",
             )
             handles.append(line)
+    if unjudged:
+        handles.append(_hollow_handle())
     if not values:
         _empty(ax, "no successful trials to plot")
     if _use_log_y(values):
@@ -273,43 +330,55 @@ def figure_time_per_sample(analysis: RunAnalysis, *, workload: str | None = None
     return fig
 
 
+def _hollow_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        markersize=9,
+        markerfacecolor="white",
+        markeredgecolor="#555555",
+        linestyle="none",
+        label="too few steps for an interval: not judged",
+    )
+
+
 # ---------------------------------------------------------------- (b) throughput
 
 
 def figure_throughput(analysis: RunAnalysis, *, workload: str | None = None) -> Figure:
-    """Samples per second with error bars, and the fitted saturation x_max·b/(b + b½)."""
+    """Samples per second with 95 % intervals, and the fitted saturation x_max·b/(b + b½)."""
     devices = analysis.devices
     fig, ax = _new_figure()
     sizes = _all_sizes(devices)
     values = [p.samples_per_s for d in devices for p in d.points]
     handles: list[Any] = []
+    unjudged = False
     for i, d in enumerate(devices):
         if not d.points:
             continue
         xs = [p.batch_size for p in d.points]
-        lo = [_bar(p.samples_per_s - p.samples_per_s_low) for p in d.points]
-        hi = [_bar(p.samples_per_s_high - p.samples_per_s) for p in d.points]
+        ys = [p.samples_per_s for p in d.points]
+        bars = _error_bars(
+            ys, [p.samples_per_s_low for p in d.points], [p.samples_per_s_high for p in d.points]
+        )
+        judged = [p.judged for p in d.points]
+        unjudged = unjudged or not all(judged)
         handles.append(
-            ax.errorbar(
-                xs,
-                [p.samples_per_s for p in d.points],
-                yerr=[lo, hi],
-                marker="o",
-                markersize=6,
-                capsize=4,
-                linewidth=1.8,
-                color=_color(i),
-                label=f"{_safe(d.device)} measured (bars: spread)",
-            )
+            _measured(ax, xs, ys, bars, judged, i, f"{_safe(d.device)} measured ({BARS})")
         )
         fit = d.throughput_fit
-        if fit is not None and len(xs) >= 2:
+        if fit is not None and fit.meaningful and len(xs) >= 2:
             grid = _fit_grid(xs)
             x_max = fit.params.get("x_max")
             b_half = fit.params.get("b_half")
             what = ""
-            if x_max is not None and b_half is not None:
-                what = f"x_max = {x_max.value:,.4g}/s, b½ = {b_half.value:.3g}, "
+            if x_max is not None and x_max.determined:
+                what += f"x_max = {x_max.value:,.4g}/s, "
+            if b_half is not None and b_half.determined:
+                what += f"b½ = {b_half.value:.3g}, "
             quality = "" if fit.ok else " — does not fit"
             (line,) = ax.plot(
                 grid,
@@ -321,6 +390,8 @@ def figure_throughput(analysis: RunAnalysis, *, workload: str | None = None) -> 
                 label=f"{_safe(d.device)} saturation fit: {what}R² = {fit.r2:.3f}{quality}",
             )
             handles.append(line)
+    if unjudged:
+        handles.append(_hollow_handle())
     if not values:
         _empty(ax, "no successful trials to plot")
     if _use_log_y(values):
@@ -382,7 +453,7 @@ def figure_memory(analysis: RunAnalysis, *, workload: str | None = None) -> Figu
             )
             handles.append(line)
         fit = d.memory_fit
-        if fit is not None and sizes:
+        if fit is not None and fit.can_predict and sizes:
             grid = _fit_grid(sizes)  # the model reaches failed sizes too: why they failed
             (line,) = ax.plot(
                 grid,
@@ -393,7 +464,8 @@ def figure_memory(analysis: RunAnalysis, *, workload: str | None = None) -> Figu
                 alpha=0.9,
                 label=f"{_safe(d.device)} model {format_bytes(fit.a_bytes)} "
                 f"{'+' if fit.m_bytes_per_sample >= 0 else '−'} "
-                f"{format_bytes(abs(fit.m_bytes_per_sample))}/sample (R² = {fit.r2:.3f})",
+                f"{format_bytes(abs(fit.m_bytes_per_sample))}/sample (R² = {fit.r2:.3f}, "
+                f"{fit.n} points)",
             )
             handles.append(line)
     for limit in limits:
@@ -433,13 +505,16 @@ def figure_relative(analysis: RunAnalysis, *, workload: str | None = None) -> Fi
     width = 0.8 / k
     handles: list[Any] = []
     any_failed = False
+    highest = 100.0
     for i, d in enumerate(devices):
         offset = (i - (k - 1) / 2) * width
-        best = max((p.samples_per_s for p in d.points), default=0.0)
+        best_point = d.best_point()
         handles.append(Patch(facecolor=_color(i), alpha=0.45, label=_safe(d.device)))
         for p in d.points:
-            pct = 100.0 * p.samples_per_s / best if best > 0 else 0.0
-            is_best = best > 0 and p.samples_per_s == best
+            rel = d.relative(p.batch_size)
+            pct = 100.0 * rel if rel is not None else 0.0
+            is_best = best_point is not None and p.batch_size == best_point.batch_size
+            ratio = d.ranking.ratio(p.batch_size)
             x = index[p.batch_size] + offset
             ax.bar(
                 x,
@@ -450,9 +525,22 @@ def figure_relative(analysis: RunAnalysis, *, workload: str | None = None) -> Fi
                 edgecolor="black" if is_best else _color(i),
                 linewidth=1.6 if is_best else 0.8,
             )
+            top = pct
+            if ratio is not None and not is_best:
+                ax.errorbar(
+                    [x],
+                    [pct],
+                    yerr=[[_bar(pct - 100 * ratio.low)], [_bar(100 * ratio.high - pct)]],
+                    color="#333333",
+                    capsize=3,
+                    linewidth=1.0,
+                    linestyle="none",
+                )
+                top = max(pct, 100 * ratio.high)
+            highest = max(highest, top)
             ax.text(
                 x,
-                pct + 1.5,
+                top + 1.5,
                 f"{pct:.1f}%" + ("\nbest" if is_best else ""),
                 ha="center",
                 va="bottom",
@@ -492,12 +580,22 @@ def figure_relative(analysis: RunAnalysis, *, workload: str | None = None) -> Fi
         Patch(facecolor="#bbbbbb", edgecolor="black", linewidth=1.6, label="best batch size")
     )
     handles.append(Line2D([], [], color="#777777", linestyle=":", label="95 % of best"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="#333333",
+            marker="|",
+            linestyle="none",
+            label="95 % interval of the ratio",
+        )
+    )
     if any_failed:
         handles.append(_failure_handle())
     ax.set_xticks(list(range(len(sizes))))
     ax.set_xticklabels([str(s) for s in sizes])
     ax.set_xlim(-0.6, max(len(sizes), 1) - 0.4)
-    ax.set_ylim(0, 132)
+    ax.set_ylim(0, max(132.0, highest + 32.0))
     ax.set_yticks([0, 20, 40, 60, 80, 100])
     ax.set_xlabel("Batch size")
     ax.set_ylabel("Relative performance (% of the device's best samples/s)")

@@ -1,21 +1,38 @@
-"""The table every report shows, as plain rows, so terminal and Markdown agree."""
+"""The table every report shows, as plain rows, so terminal, Markdown and HTML agree.
+
+One row per batch size of a series, its rounds combined: every figure comes from the
+analysis' points (:mod:`batchscope.analyse.points`), so the table, the plots and the
+recommendation show the same numbers. Columns:
+
+* **Step time** — the median step time with its 95 % interval and the measured steps
+  (``3×20``: three rounds of 20);
+* **Samples/s** — samples per step ÷ the median step time, with its interval;
+* **Relative** — samples/s as a share of the series' fastest (the point figures);
+* **Time** — with ``--epochs`` the measured protocol (median over rounds); with
+  steps the estimated epoch, ``samples_per_epoch / samples/s``;
+* **Samples/epoch**, **Peak memory** (the largest over rounds) and **Status**, one word.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from batchscope.analyse.speedup import best_throughput, ok_trials, relative_performance
 from batchscope.core.results import RunResult, TrialResult
-from batchscope.units import format_bytes, format_seconds, format_with_spread
+from batchscope.report.wording import samples_per_s, step_time, steps_count
+from batchscope.units import format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from batchscope.analyse.explain import DeviceAnalysis
 
 
 @dataclass
 class Row:
     batch_size: str
-    time: str
     step_time: str
     samples_per_s: str
     relative: str
+    time: str
     samples_per_epoch: str
     memory: str
     status: str
@@ -23,10 +40,10 @@ class Row:
 
 COLUMNS = (
     "Batch size",
+    "Step time [95 % CI] (n)",
+    "Samples/s [95 % CI]",
+    "Relative",
     "{time}",
-    "Step time (median ± IQR)",
-    "Samples/s",
-    "Relative performance",
     "Samples/epoch",
     "Peak memory",
     "Status",
@@ -44,141 +61,80 @@ def headers(run: RunResult) -> list[str]:
     return [c.format(time=time_label(run)) for c in COLUMNS]
 
 
-def _time(run: RunResult, t: TrialResult) -> str:
-    if not t.ok:
-        return "–"
-    if run.is_protocol:
-        return format_seconds(t.total_time_s)
-    if t.samples_per_s and t.samples_per_epoch:
-        return format_seconds(t.samples_per_epoch / t.samples_per_s)
-    return "–"
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
-def _step_time(t: TrialResult) -> str:
-    s = t.step_time_s
-    if s is None:
-        return "–"
-    if s.median >= 1:
-        return f"{format_with_spread(s.median, s.iqr)} s (n={s.n})"
-    return f"{format_with_spread(s.median, s.iqr, 1e3)} ms (n={s.n})"
+def _status(trials: list[TrialResult]) -> str:
+    bad = [t for t in trials if not t.ok]
+    if not bad:
+        return "ok"
+    statuses = sorted({t.status for t in bad})
+    if len(bad) == len(trials):
+        return "/".join(statuses)
+    return f"ok {len(trials) - len(bad)}/{len(trials)}"
 
 
-def protocol_rate(t: TrialResult) -> float | None:
-    """Samples trained per second of the whole ``--epochs`` protocol (validation included).
+def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = None) -> list[Row]:
+    """One row per batch size of ``device`` (a series of the run's series view)."""
+    if analysis is None:
+        from batchscope.analyse.explain import analyse_device
 
-    Seed 003's relative performance compares training times; per sample, so a
-    dropped last batch does not flatter a batch size.
-    """
-    if not t.ok or not t.total_time_s or not t.samples_trained:
-        return None
-    return t.samples_trained / t.total_time_s
-
-
-def trial_row(
-    run: RunResult, t: TrialResult, best: float | None, protocol_best: float | None = None
-) -> Row:
-    rel = relative_performance(t, best)
-    if protocol_best:  # an --epochs protocol: relative to the fastest protocol, as seed 003
-        rate = protocol_rate(t)
-        rel = rate / protocol_best if rate else None
-    label = str(t.batch_size) if t.repeat == 0 else f"{t.batch_size} (repeat {t.repeat + 1})"
-    status = t.status if t.ok else f"{t.status}: {t.error or ''}".rstrip(": ")
-    return Row(
-        batch_size=label,
-        time=_time(run, t),
-        step_time=_step_time(t),
-        samples_per_s=f"{t.samples_per_s:,.1f}" if t.samples_per_s else "–",
-        relative=f"{rel:.1%}" if rel is not None else "–",
-        samples_per_epoch=str(t.samples_per_epoch) if t.samples_per_epoch is not None else "–",
-        memory=format_bytes(t.peak_memory_bytes) if t.peak_memory_bytes is not None else "–",
-        status=status,
-    )
-
-
-def device_rows(run: RunResult, device: str) -> list[Row]:
-    """One row per trial of ``device``, ascending batch size.
-
-    With repeats (any trial with ``repeat > 0``), one row per batch size instead,
-    the repeats merged (see :func:`merged_rows`).
-    """
-    if any(t.repeat > 0 for t in run.trials if t.device == device):
-        return merged_rows(run, device)
-    best = best_throughput(ok_trials(run, device))
-    trials = sorted(
-        (t for t in run.trials if t.device == device), key=lambda t: (t.batch_size, t.repeat)
-    )
-    protocol_best = None
-    if run.is_protocol:
-        protocol_best = max((r for t in trials if (r := protocol_rate(t))), default=None)
-    return [trial_row(run, t, best, protocol_best) for t in trials]
-
-
-def merged_rows(run: RunResult, device: str) -> list[Row]:
-    """One row per batch size, repeats merged (median of the repeats' medians).
-
-    Step time: the merged median ± the median of the repeats' IQRs, with n as
-    repeats × steps; samples/s: the merged figure with its range across repeats in
-    brackets. A batch size where no repeat finished shows its first failure.
-    """
-    from batchscope.analyse.stats import median, merge_repeats
-
+        analysis = analyse_device(run, device)
     by_size: dict[int, list[TrialResult]] = {}
     for t in run.trials:
         if t.device == device:
             by_size.setdefault(t.batch_size, []).append(t)
-    merged = {}
-    for b, trials in by_size.items():
-        good = [t for t in trials if t.ok and t.step_time_s is not None]
-        if good:
-            merged[b] = merge_repeats(good)
-    best = max((b / m.median_s for b, m in merged.items() if m.median_s > 0), default=None)
     rows = []
     for b in sorted(by_size):
         trials = sorted(by_size[b], key=lambda t: t.repeat)
-        bad = [t for t in trials if not t.ok]
-        if b not in merged:
-            row = trial_row(run, bad[0] if bad else trials[0], None)
-            row.batch_size = str(b)
-            if len(trials) > 1:
-                row.status += f" ({len(bad)} of {len(trials)} repeats failed)"
-            rows.append(row)
+        p = analysis.point(b)
+        if p is None:
+            first = trials[0]
+            rows.append(
+                Row(
+                    batch_size=str(b),
+                    step_time="–",
+                    samples_per_s="–",
+                    relative="–",
+                    time=format_seconds(first.total_time_s)
+                    if first.ok and first.total_time_s
+                    else "–",
+                    samples_per_epoch=str(first.samples_per_epoch)
+                    if first.samples_per_epoch is not None
+                    else "–",
+                    memory=format_bytes(first.peak_memory_bytes)
+                    if first.peak_memory_bytes is not None
+                    else "–",
+                    status=_status(trials) if not all(t.ok for t in trials) else "no steps",
+                )
+            )
             continue
-        m = merged[b]
         good = [t for t in trials if t.ok and t.step_time_s is not None]
-        rate = b / m.median_s if m.median_s > 0 else None
         if run.is_protocol:
             totals = [t.total_time_s for t in good if t.total_time_s is not None]
-            time = format_seconds(median(totals)) if totals else "–"
-        elif rate and good[0].samples_per_epoch:
-            time = format_seconds(good[0].samples_per_epoch / rate)
+            time = format_seconds(_median(totals)) if totals else "–"
+        elif p.samples_per_epoch:
+            time = format_seconds(p.samples_per_epoch / p.samples_per_s)
         else:
             time = "–"
-        # n: steps per repeat, "3×20" (the spread across repeats is the samples/s range)
-        ns = [t.step_time_s.n for t in good if t.step_time_s is not None]
-        count = (
-            f"{len(ns)}×{ns[0]}" if len(set(ns)) == 1 and len(ns) > 1 else "+".join(map(str, ns))
-        )
-        step = f"{format_with_spread(m.median_s, m.within_iqr_s, 1e3)} ms (n={count})"
-        rates = f"{rate:,.1f}" if rate else "–"
-        if rate and m.n_repeats > 1:
-            rates += f" ({b / max(m.medians_s):,.1f}–{b / min(m.medians_s):,.1f})"
-        peaks = [t.peak_memory_bytes for t in good if t.peak_memory_bytes is not None]
-        status = "ok"
-        if bad:
-            what = ", ".join(sorted({t.status for t in bad}))
-            status = f"ok in {len(good)} of {len(trials)} repeats ({what})"
+        rel = analysis.relative(b)
         rows.append(
             Row(
                 batch_size=str(b),
+                step_time=f"{step_time(p)} ({steps_count(p)})",
+                samples_per_s=samples_per_s(p),
+                relative=f"{rel:.1%}" if rel is not None else "–",
                 time=time,
-                step_time=step,
-                samples_per_s=rates,
-                relative=f"{rate / best:.1%}" if rate and best else "–",
-                samples_per_epoch=str(good[0].samples_per_epoch)
-                if good[0].samples_per_epoch is not None
+                samples_per_epoch=str(p.samples_per_epoch)
+                if p.samples_per_epoch is not None
                 else "–",
-                memory=format_bytes(max(peaks)) if peaks else "–",
-                status=status,
+                memory=format_bytes(p.peak_memory_bytes)
+                if p.peak_memory_bytes is not None
+                else "–",
+                status=_status(trials),
             )
         )
     return rows

@@ -1,46 +1,44 @@
-"""The terminal table (rich), one per device, then the speedup lines."""
+"""The terminal table (rich), one per series, its verdict lines, then the speedups."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from batchscope.analyse.speedup import device_speedups
 from batchscope.core.results import RunResult
 from batchscope.report.rows import device_rows, headers
 
-
-def speedup_lines(run: RunResult) -> list[str]:
-    """hyperfine's phrasing: 'cuda:0 ran 45.8 ± 0.6 times faster than cpu at batch size 64'."""
-    return [
-        f"{s.fast} ran {s.ratio:.3g} ± {s.error:.2g} times faster than {s.slow} "
-        f"at batch size {s.batch_size} (per sample)"
-        for s in device_speedups(run)
-    ]
+if TYPE_CHECKING:
+    from batchscope.analyse.explain import RunAnalysis
 
 
-def render_run(run: RunResult) -> Group:
-    from batchscope.analyse.explain import analyse_run, speedup_text, summary_lines
+def render_run(run: RunResult, analysis: RunAnalysis | None = None) -> Group:
+    from batchscope.analyse.explain import analyse_run
     from batchscope.engine.variants import series_view
+    from batchscope.report.wording import speedup_text, summary_lines
 
     run = series_view(run)  # one table per (device, variant): "cpu bf16"
-    analysis = analyse_run(run)
+    if analysis is None:
+        analysis = analyse_run(run)
     parts: list[Table | Text] = []
     workload = run.workload.get("name", "?")
     for device in run.devices:
+        found = analysis.device(device)
         table = Table(title=f"{workload} on {device}", title_justify="left")
-        for i, header in enumerate(headers(run)):
-            table.add_column(header, justify="left" if i == len(headers(run)) - 1 else "right")
-        for row in device_rows(run, device):
+        cols = headers(run)
+        for i, header in enumerate(cols):
+            table.add_column(header, justify="left" if i == len(cols) - 1 else "right")
+        for row in device_rows(run, device, found):
             style = None if row.status == "ok" else "red"
             table.add_row(*vars(row).values(), style=style)
         parts.append(table)
-        found = analysis.device(device)
         if found is not None:
             parts += [Text(line) for line in summary_lines(found)]
             parts += [Text(f"warning: {w}", style="yellow") for w in found.warnings]
-    # per batch size (repeats merged), then best against best
+    # per batch size, then best against best
     for s in analysis.speedups + analysis.best_vs_best:
         parts.append(Text(speedup_text(s)))
     return Group(*parts)

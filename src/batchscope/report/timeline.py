@@ -19,6 +19,8 @@ from batchscope.hardware.monitor import Sample, samples_to_rows
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from batchscope.analyse.explain import RunAnalysis
+
 GIB = 1024**3
 
 #: figure file name -> caption, for the report
@@ -189,27 +191,41 @@ def run_timeline_png(run: RunResult) -> bytes | None:
     return _png(fig)
 
 
-def step_split_png(run: RunResult) -> bytes | None:
-    """Stacked bars: mean time per sample in each phase of a step, per device and batch size.
+def step_split_png(run: RunResult, analysis: RunAnalysis | None = None) -> bytes | None:
+    """Stacked bars: the median time per sample, split by each phase's share of the step.
 
-    Per sample, so batch sizes compare fairly; with ``--breakdown`` the compute part
-    is split into copy, forward, backward and optimizer.
+    The bar's height is the table's figure (the point's median time per sample); the
+    split is each phase's share of the measured steps' time (first round). Per sample,
+    so batch sizes compare fairly; with ``--breakdown`` the compute part is split into
+    copy, forward, backward and optimizer.
     """
     from matplotlib.figure import Figure
 
-    trials = [t for t in run.trials if t.ok and t.time_split_s and t.repeat == 0]
+    if analysis is None:
+        from batchscope.analyse.explain import analyse_run
+
+        analysis = analyse_run(run)
+    trials = [t for t in run.trials if t.ok and t.time_split and t.repeat == 0]
     if not trials:
         return None
     devices = list(dict.fromkeys(t.device for t in trials))
     fig = Figure(figsize=(8, 4.6))
     axes = fig.subplots(1, len(devices), squeeze=False)[0]
     for ax, device in zip(axes, devices, strict=True):
-        mine = sorted((t for t in trials if t.device == device), key=lambda t: t.batch_size)
+        series = analysis.device(device)
+        mine = sorted(
+            (t for t in trials if t.device == device and series and series.point(t.batch_size)),
+            key=lambda t: t.batch_size,
+        )
+        totals = [series.point(t.batch_size).time_per_sample_s for t in mine]  # type: ignore[union-attr]
         labels = [str(t.batch_size) for t in mine]
-        phases = list(dict.fromkeys(p for t in mine for p in t.time_split_s))
+        phases = list(dict.fromkeys(p for t in mine for p in t.time_split))
         bottom = [0.0] * len(mine)
         for phase in phases:
-            heights = [1e3 * t.time_split_s.get(phase, 0.0) / t.batch_size for t in mine]
+            heights = [
+                1e3 * total * t.time_split.get(phase, 0.0)
+                for t, total in zip(mine, totals, strict=True)
+            ]
             ax.bar(
                 labels,
                 heights,
@@ -232,18 +248,20 @@ def step_split_png(run: RunResult) -> bytes | None:
         ax.set_title(device)
         ax.set_xlabel("Batch size")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("Time per sample (ms)")
+    axes[0].set_ylabel("Median time per sample (ms), split by phase")
     axes[-1].legend(fontsize="small", loc="upper right")
     fig.suptitle(f"{run.workload.get('name', '')}: where each step's time goes")
     fig.tight_layout()
     return _png(fig)
 
 
-def render_hardware_plots(run: RunResult) -> dict[str, bytes]:
+def render_hardware_plots(run: RunResult, analysis: RunAnalysis | None = None) -> dict[str, bytes]:
     """``{file name: PNG}`` of the hardware figures this run has data for."""
     out: dict[str, bytes] = {}
-    for name, render in (("timeline.png", run_timeline_png), ("step_split.png", step_split_png)):
-        png = render(run)
-        if png is not None:
-            out[name] = png
+    timeline = run_timeline_png(run)
+    if timeline is not None:
+        out["timeline.png"] = timeline
+    split = step_split_png(run, analysis)
+    if split is not None:
+        out["step_split.png"] = split
     return out

@@ -171,10 +171,9 @@ def device_free_memory(device: str) -> int:
 
 
 def _peak(trial: TrialResult) -> int | None:
-    """The peak that decides: what the caching allocator reserved on CUDA (what an
-    OOM is about), the measured peak elsewhere."""
-    if trial.device.startswith("cuda") and trial.peak_reserved_bytes is not None:
-        return trial.peak_reserved_bytes
+    """The peak that decides, as the sweep and ``--memory-limit`` judge it: a trial's
+    ``peak_memory_bytes`` (on CUDA the caching allocator's reserved peak, what an OOM is
+    about; on the CPU the resident-memory growth; see engine.instrument.MemoryProbe)."""
     return trial.peak_memory_bytes
 
 

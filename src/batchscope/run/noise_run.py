@@ -408,19 +408,21 @@ class GoodputChoice:
 
 
 def goodput(noise: NoiseEstimate, run: RunResult) -> list[GoodputRow]:
-    """Each device's measured throughput per batch size weighted by E(b).
+    """Each series' measured throughput per batch size weighted by E(b).
 
-    ``b0`` (efficiency 1) is each device's smallest successful batch size. The low and
-    high ends come from the ends of B_noise's interval (a small B_noise penalises large
-    batches most). Raises :class:`UsageError` if the run measured another workload.
+    A series is a device, or a device with a variant ("cpu bf16", "cpu acc=4", whose
+    batch sizes are the effective ones): variants are never pooled as if they were
+    repeats. ``b0`` (efficiency 1) is each series' smallest successful batch size.
+    The low and high ends come from the ends of B_noise's interval (a small B_noise
+    penalises large batches most). Raises :class:`UsageError` if the run measured
+    another workload.
     """
-    from batchscope.analyse.explain import device_points
+    from batchscope.analyse.explain import analyse_run
 
     check_same_workload(noise.workload, run)
     rows: list[GoodputRow] = []
-    for device in run.devices:
-        points, _ = device_points(run, device)
-        points = [p for p in points if math.isfinite(p.samples_per_s)]
+    for series in analyse_run(run).devices:
+        points = [p for p in series.points if math.isfinite(p.samples_per_s)]
         if not points:
             continue
         base = points[0].batch_size
@@ -432,7 +434,7 @@ def goodput(noise: NoiseEstimate, run: RunResult) -> list[GoodputRow]:
                 e_low, e_high = e_high, e_low
             rows.append(
                 GoodputRow(
-                    device=device,
+                    device=series.device,
                     batch_size=p.batch_size,
                     samples_per_s=p.samples_per_s,
                     efficiency=e,

@@ -97,6 +97,13 @@ def check_memory_limit(
         )
 
 
+#: ``--repeats auto`` starts with this many rounds: the fewest that measure run-to-run drift
+AUTO_MIN_ROUNDS = 2
+
+#: ``more_rounds(run, rounds_done)`` → True to add a round (``--repeats auto``)
+MoreRounds = Callable[[RunResult, int], bool]
+
+
 def run_sweep(
     plan: Plan,
     *,
@@ -108,6 +115,8 @@ def run_sweep(
     found: Probe | None = None,
     workload: Workload | None = None,
     debug: bool = False,
+    more_rounds: MoreRounds | None = None,
+    notes: list[str] | None = None,
 ) -> RunResult:
     """Run every trial of ``plan`` and return the run with all its trials.
 
@@ -115,7 +124,13 @@ def run_sweep(
     (a run id in that store) runs only the trials that have no result yet.
     ``workload`` (an already built object) implies ``isolation="none"``, since
     a child process can only rebuild a workload from its spec string.
+    ``notes`` (e.g. the preflight warnings) are recorded in the run's settings.
+    With ``plan.repeats_auto`` the sweep runs two rounds, then asks ``more_rounds``
+    (default: :func:`batchscope.analyse.stability.verdicts_settled`) after each
+    round whether to add one, up to ``plan.max_rounds`` or ``plan.time_budget_s``.
     """
+    import time
+
     from batchscope.run.store import new_run_id
 
     notify: OnEvent = on_event or (lambda kind, payload: None)
@@ -148,12 +163,15 @@ def run_sweep(
         found.workload["notes"] = [*found.workload.get("notes", []), note]
     notify("probe", {"workload": found.workload, "environment": found.environment})
 
-    specs = plan.trials()
+    rounds = AUTO_MIN_ROUNDS if plan.repeats_auto else plan.repeats
+    specs = plan.trials(range(rounds))
     settings = plan.settings()
     settings["isolation"] = isolation
     settings["trial_timeout_s"] = trial_timeout_s
     if isolation == "process":
         settings["child_env_cpu"] = cpu_child_env(plan.memory_limit_bytes)
+    if notes:
+        settings["notes"] = list(notes)
     done_keys: set[str] = set()
     if resume is not None:
         if store is None:
@@ -166,6 +184,10 @@ def run_sweep(
                 f"not {plan.workload!r}: resume it with the same workload"
             )
         done_keys = store.completed_keys(run_id)
+        planned = store.planned_keys(run_id)
+        if plan.repeats_auto and planned:  # keep every round the run had planned
+            rounds = max(rounds, 1 + max(int(k.split("|r=")[1].split("|")[0]) for k in planned))
+            specs = plan.trials(range(rounds))
         run = previous
     else:
         run_id = new_run_id()
@@ -179,27 +201,59 @@ def run_sweep(
         if store is not None:
             store.create_run(run, [s.key for s in specs])
 
-    todo = [s for s in specs if s.key not in done_keys]
     by_key: dict[str, TrialResult] = {}
-    for i, spec in enumerate(todo):
-        notify("trial_start", {"index": i, "total": len(todo), "spec": spec})
+    started = time.monotonic()
 
-        def forward(kind: str, payload: dict[str, Any], _i: int = i) -> None:
-            notify("trial_progress", {"index": _i, "event": kind, **payload})
+    def run_specs(todo: list[TrialSpec]) -> None:
+        for i, spec in enumerate(todo):
+            notify("trial_start", {"index": i, "total": len(todo), "spec": spec})
 
-        try:
-            if isolation == "process":
-                trial = run_isolated(spec, timeout_s=trial_timeout_s, progress=forward, debug=debug)
-            else:
-                trial = run_in_process(spec, workload, progress=forward)
-        except KeyboardInterrupt:
-            raise SweepInterrupted(
-                _finish(run, store, specs, by_key), resumable=store is not None
-            ) from None
-        by_key[spec.key] = trial
+            def forward(kind: str, payload: dict[str, Any], _i: int = i) -> None:
+                notify("trial_progress", {"index": _i, "event": kind, **payload})
+
+            try:
+                if isolation == "process":
+                    trial = run_isolated(
+                        spec, timeout_s=trial_timeout_s, progress=forward, debug=debug
+                    )
+                else:
+                    trial = run_in_process(spec, workload, progress=forward)
+            except KeyboardInterrupt:
+                raise SweepInterrupted(
+                    _finish(run, store, specs, by_key), resumable=store is not None
+                ) from None
+            by_key[spec.key] = trial
+            if store is not None:
+                store.add_trial(run_id, spec.key, trial)
+            notify("trial_done", {"index": i, "total": len(todo), "spec": spec, "trial": trial})
+
+    run_specs([s for s in specs if s.key not in done_keys])
+    if plan.repeats_auto:
+        if more_rounds is None:
+            from batchscope.analyse.stability import verdicts_settled
+
+            def more_rounds(current: RunResult, done: int) -> bool:
+                return not verdicts_settled(current)
+
+        stop = "max_rounds"
+        while rounds < plan.max_rounds:
+            if plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s:
+                stop = "time_budget"
+                break
+            if not more_rounds(_finish(run, store, specs, by_key), rounds):
+                stop = "verdicts_settled"
+                break
+            new = plan.trials(range(rounds, rounds + 1))
+            specs += new
+            rounds += 1
+            if store is not None:
+                store.update_plan(run_id, [s.key for s in specs])
+            notify("round", {"round": rounds, "max_rounds": plan.max_rounds})
+            run_specs([s for s in new if s.key not in done_keys])
+        settings = {**run.settings, "repeats": rounds, "auto_stopped_by": stop}
+        run.settings = settings
         if store is not None:
-            store.add_trial(run_id, spec.key, trial)
-        notify("trial_done", {"index": i, "total": len(todo), "spec": spec, "trial": trial})
+            store.update_settings(run_id, settings)
     return _finish(run, store, specs, by_key)
 
 

@@ -24,9 +24,11 @@ size; per-epoch times (a fixed data set, like the seeds' training times) are fit
 as they are, and their throughput is the relative performance (best time / time).
 --kind overrides what the column name suggests.
 
-A column named spread, iqr, stdev, std, sd, sigma or error (in the value column's
-unit) weights the fit and lets the U-shape test judge a rise against the noise.
-Without one, nothing is called a U shape: a rise is described, not judged.
+A column named se, stderr, spread, iqr, stdev, std, sd, sigma or error (in the value
+column's unit) is read as the standard error of each value: it weights the fit, gives
+its chi-square test and lets the U-shape test judge a rise against the noise (a
+spread of raw steps is larger than a standard error, so the verdicts only get more
+cautious). Without one, nothing is called a U shape: a rise is described, not judged.
 
 Needs at least 3 distinct batch sizes (3 parameters); the 95 % intervals need 4.
 A batch size given twice or more is averaged, with a note.
@@ -89,31 +91,37 @@ def fit(
 
 
 def _interval(fit: CurveFit, name: str, unit: str) -> tuple[str, str]:
-    from batchscope.analyse.curves import _fmt_time
+    from batchscope.report.wording import fmt_time
 
     e = fit.params[name]
 
     def fmt(x: float) -> str:
         if unit == "s":
-            return _fmt_time(x)
+            return fmt_time(x)
         return "0" if x == 0 else f"{x:.4g}"
 
-    interval = f"[{fmt(e.low)}, {fmt(e.high)}]" if e.known else "[unknown]"
+    if not e.determined:
+        return "not determined", f"({e.note})" if e.note else ""
+    interval = f"95 % interval [{fmt(e.low)}–{fmt(e.high)}]" if e.known else "interval unknown"
     return fmt(e.value), interval
 
 
 def _model_lines(title: str, fit: CurveFit, units: dict[str, str]) -> list[str]:
-    from batchscope.analyse.curves import format_r2
+    from batchscope.report.wording import format_r2
 
     labels = {"c": "c", "alpha": "α", "t_min": "T_min", "x_max": "X_max", "b_half": "b_half"}
     lines = [f"{title}: {fit.formula}"]
+    if not fit.meaningful:
+        lines.append(f"  not a result: {fit.shows or fit.verdict}")
+        lines.append(f"  verdict: {fit.verdict}")
+        return lines
     cells = [(labels[name], *_interval(fit, name, units.get(name, ""))) for name in fit.params]
     w0 = max(len(c[0]) for c in cells)
     w1 = max(len(c[1]) for c in cells)
     for label, value, interval in cells:
-        lines.append(f"  {label:<{w0}} = {value:>{w1}}   95 % interval {interval}")
+        lines.append(f"  {label:<{w0}} = {value:>{w1}}   {interval}")
     dof = f", {fit.dof} degree{'s' if fit.dof != 1 else ''} of freedom" if fit.dof > 0 else ""
-    weighted = ", weighted by the spreads" if fit.weighted else ""
+    weighted = ", weighted by the standard errors" if fit.weighted else ""
     lines.append(f"  R² {format_r2(fit.r2)} (n = {fit.n}{dof}{weighted})")
     lines.append(f"  verdict: {fit.verdict}")
     lines += [f"  note: {n}" for n in fit.notes]
@@ -130,9 +138,9 @@ def fit_lines(result: TableFit) -> list[str]:
         "throughput": "throughput (samples/s)",
     }[t.kind]
     spread = (
-        f"spreads from column {t.spread_column!r} weight the fit"
+        f"standard errors from column {t.spread_column!r} weight the fit"
         if t.spreads is not None
-        else "no spread column: an unweighted fit, nothing judged against noise"
+        else "no standard-error column: an unweighted fit, nothing judged against noise"
     )
     lines = [
         f"{t.path}: {len(t.batch_sizes)} batch sizes ({t.batch_sizes[0]}–{t.batch_sizes[-1]}); "
@@ -145,6 +153,5 @@ def fit_lines(result: TableFit) -> list[str]:
         f"throughput model ({result.throughput_quantity})", result.throughput, {}
     )
     u = result.u_shape
-    verdict = "yes" if u.present else ("not judged" if not u.judged else "no")
-    lines += ["", f"U shape: {verdict}: {u.message}"]
+    lines += ["", f"U shape: {u.message}"]
     return lines

@@ -1,0 +1,212 @@
+"""How batchscope says things: one home for the wording every report uses.
+
+The terminal, Markdown, HTML and the ``fit`` command describe a fit, a speedup, a
+point's interval or the memory line with these functions, so the same figure reads
+the same everywhere. Intervals are always "95 % intervals" written ``value [low–high]``;
+what the data cannot determine is said in words, never as a number.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from batchscope.units import format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from batchscope.analyse.curves import CurveFit, Estimate
+    from batchscope.analyse.explain import DeviceAnalysis
+    from batchscope.analyse.memory_model import MemoryFit
+    from batchscope.analyse.points import Point
+    from batchscope.analyse.speedup import Speedup
+
+#: what every error bar and bracket in batchscope's output is
+INTERVAL_NAME = "95 % interval of the median"
+
+_LABELS = {"c": "c", "alpha": "α", "t_min": "T_min", "x_max": "X_max", "b_half": "b_half"}
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def format_r2(r2: float) -> str:
+    """R² with three decimals (four above 0.999, so a near-perfect fit is not '1.000')."""
+    if not math.isfinite(r2):
+        return "–"
+    if abs(r2) < 5e-4:
+        return "0.000"
+    return f"{r2:.4f}" if 0.999 < r2 < 1 else f"{r2:.3f}"
+
+
+def fmt_rate(x: float | None) -> str:
+    """Samples/s: 1,234 above 100, three significant digits below."""
+    if not finite(x):
+        return "–"
+    assert x is not None
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
+
+
+def fmt_time(x: float) -> str:
+    """format_seconds up to an hour, then plain seconds ('1.53e+07 s')."""
+    if x == 0:
+        return "0 s"
+    if not math.isfinite(x) or abs(x) >= 3600:
+        return f"{x:.3g} s"
+    return format_seconds(x)
+
+
+def fmt_num(x: float) -> str:
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.3g}"
+
+
+def bracket(low: str, high: str) -> str:
+    return f"[{low}–{high}]"
+
+
+# ---------------------------------------------------------------- points
+
+
+def _time_scale(seconds: float) -> tuple[float, str]:
+    return (1.0, "s") if seconds >= 1 else (1e3, "ms")
+
+
+def step_time(p: Point) -> str:
+    """'1.09 s [1.02–1.16]' — or '12.5 s (1 step: no interval)'."""
+    scale, unit = _time_scale(p.step_time_s)
+    value = f"{p.step_time_s * scale:.3g}"
+    if p.step_time_low_s is None or p.step_time_high_s is None:
+        return f"{value} {unit} (no interval)"
+    low, high = f"{p.step_time_low_s * scale:.3g}", f"{p.step_time_high_s * scale:.3g}"
+    return f"{value} {unit} {bracket(low, high)}"
+
+
+def steps_count(p: Point) -> str:
+    """'20', or '3×20' for rounds of equal length, or '18+20+20'."""
+    ns = p.steps_per_round
+    if len(ns) > 1 and len(set(ns)) == 1:
+        return f"{len(ns)}×{ns[0]}"
+    return "+".join(map(str, ns)) if ns else str(p.n_steps)
+
+
+def samples_per_s(p: Point) -> str:
+    """'14.7 [13.7–15.9]' or '14.7' without an interval."""
+    value = fmt_rate(p.samples_per_s)
+    if p.samples_per_s_low is None or p.samples_per_s_high is None:
+        return value
+    return f"{value} {bracket(fmt_rate(p.samples_per_s_low), fmt_rate(p.samples_per_s_high))}"
+
+
+# ---------------------------------------------------------------- fits
+
+
+def _fmt_param(name: str, value: float, time_unit: bool) -> str:
+    if name in ("c", "t_min") and time_unit:
+        return fmt_time(value)
+    if name == "x_max":
+        return fmt_num(value) + (" samples/s" if time_unit else "")
+    return fmt_num(value)
+
+
+def describe_estimate(name: str, e: Estimate, *, time_unit: bool = True) -> str:
+    """'α = 0.82 [0.71–0.93]', or 'α not determined (sits on its bound 4)'."""
+    label = _LABELS.get(name, name)
+    if not e.determined:
+        return f"{label} not determined ({e.note})" if e.note else f"{label} not determined"
+    value = _fmt_param(name, e.value, time_unit)
+    if e.known:
+        low = _fmt_param(name, e.low, False) if name != "x_max" else fmt_num(e.low)
+        high = _fmt_param(name, e.high, False) if name != "x_max" else fmt_num(e.high)
+        if name in ("c", "t_min") and time_unit:
+            low, high = fmt_time(e.low), fmt_time(e.high)
+        return f"{label} = {value} {bracket(low, high)}"
+    return f"{label} = {value} (interval unknown)"
+
+
+def fit_head(fit: CurveFit) -> str:
+    if fit.model == "throughput":
+        return "fit X(b) = X_max·b/(b + b_half)"
+    return "fit T(b) = c/b^α + T_min"
+
+
+def describe_fit(fit: CurveFit, *, time_unit: bool = True) -> str:
+    """One line: the parameters with 95 % intervals and the verdict — or what the data show.
+
+    A fit that is not a result (R² ≤ 0, a U shape, nothing determined) prints what the
+    data show instead of its numbers.
+    """
+    head = fit_head(fit)
+    if not fit.meaningful:
+        return f"{head}: not a result: {fit.shows}" if fit.shows else f"{head}: {fit.verdict}"
+    if not fit.ok:
+        return f"{head}: {fit.verdict}"
+    names = ("x_max", "b_half") if fit.model == "throughput" else ("alpha", "t_min")
+    determined = [n for n in names if fit.params[n].determined]
+    parts = [describe_estimate(n, fit.params[n], time_unit=time_unit) for n in determined]
+    missing = [_LABELS[n] for n in names if not fit.params[n].determined]
+    line = f"{head}: " + ", ".join(parts) if parts else f"{head}:"
+    if missing:
+        line += ("; " if parts else " ") + f"{' and '.join(missing)} not determined"
+    line += f"; R² {format_r2(fit.r2)}; {fit.verdict}"
+    if fit.notes:
+        line += f" ({'; '.join(fit.notes)})"
+    return line
+
+
+# ---------------------------------------------------------------- speedups, memory
+
+
+def speedup_text(s: Speedup) -> str:
+    """'cuda:0 ran 45.8× [44.9–46.7] faster than cpu at b=64 (per sample)'."""
+    ratio = f"{s.ratio:.3g}×"
+    if s.low is not None and s.high is not None:
+        ratio += f" {bracket(f'{s.low:.3g}', f'{s.high:.3g}')}"
+        if not s.faster_beyond_noise:
+            ratio += " (within the noise)"
+    else:
+        ratio += " (interval not determined: too few steps)"
+    text = f"{s.fast} ran {ratio} faster than {s.slow}"
+    if s.batch_size is not None:
+        return text + f" at b={s.batch_size} (per sample)"
+    return (
+        text + f", best against best (b={s.fast_batch_size} vs b={s.slow_batch_size}, per sample)"
+    )
+
+
+def memory_line(mf: MemoryFit) -> str:
+    """'memory: peak ≈ 350 MiB + 15.6 MiB × b (R² 0.997, 4 points)', or why it cannot predict."""
+    why = mf.why_not
+    if why is not None:
+        return f"memory: {mf.n} peaks measured; no line to predict from: {why}"
+    return (
+        f"memory: peak ≈ {format_bytes(mf.a_bytes)} + {format_bytes(mf.m_bytes_per_sample)} × b "
+        f"(R² {format_r2(mf.r2)}, {mf.n} points)"
+    )
+
+
+# ---------------------------------------------------------------- a series' summary
+
+
+def summary_lines(d: DeviceAnalysis) -> list[str]:
+    """The lines printed under a series' table: recommendation, shape, fits, memory, causes."""
+    lines = d.recommendation.lines()
+    if d.u_shape is not None:
+        lines.append(f"shape: {d.u_shape.message}")
+    if d.time_fit is not None:
+        lines.append(describe_fit(d.time_fit))
+    if d.throughput_fit is not None and d.throughput_fit.meaningful:
+        lines.append(describe_fit(d.throughput_fit))
+    if d.memory_fit is not None:
+        lines.append(memory_line(d.memory_fit))
+    lines += [f"cause: {c}" for c in d.causes]
+    lines += [
+        f"failed: b={b}: {status}: {d.errors[b]}"
+        for b, status in sorted(d.failed.items())
+        if d.errors.get(b)
+    ]
+    lines += [f"note: {n}" for n in d.notes]
+    return lines
