@@ -1,5 +1,5 @@
 """``python -m batchscope``."""
 
-from batchscope.cli.app import main
+from batchscope.cli.main import main
 
 main()

@@ -74,6 +74,17 @@ CASES: dict[str, Case] = {
     "memory limit": flags("--memory-limit", "lots", named=("--memory-limit", "'lots'")),
     "isolation": flags("--isolation", "sideways", named=("'sideways'",)),
     "unknown flag": flags("--no-such-flag", named=("--no-such-flag",)),
+    # adaptive measuring and rounds
+    "max-error 200%": flags("--max-error", "200%", named=("--max-error", "'200%'")),
+    "max-error abc": flags("--max-error", "abc", named=("--max-error", "'abc'")),
+    "max-time 0s": flags("--max-time", "0s", named=("--max-time", "'0s'")),
+    "max-time soon": flags("--max-time", "soon", named=("--max-time", "'soon'")),
+    "min-steps 0": flags("--min-steps", "0", named=("--min-steps 0",)),
+    "steps with max-error": flags(
+        "--steps", "3", "--max-error", "1%", named=("--max-error", "--steps")
+    ),
+    "repeats many": flags("--repeats", "many", named=("--repeats", "'many'", "auto")),
+    "time-budget without auto": flags("--time-budget", "5m", named=("--time-budget", "auto")),
     # exports: refused before a store is opened or a trial runs
     "json folder missing": Case(
         ("sweep", "linear", "--json", "/nonexistent_dir/r.json", "--store", "results.db"),
@@ -117,6 +128,10 @@ CASES: dict[str, Case] = {
     ),
     "no such function": probe("{root}/bad.py:nothere", named=("'nothere'",)),
     "no such file": probe("{root}/missing.py:make", named=("missing.py",)),
+    # a workload that fails to load leaves no store and no results folder behind
+    "workload fails, default store": Case(
+        ("sweep", "{root}/bad.py:boom", "-b", "2", "--steps", "1"), ("kaboom from user code",)
+    ),
     # data folders, checked by the probe child
     "data missing": probe("resnet18", "--data", "/does/not/exist", named=("/does/not/exist",)),
     "data empty": probe("resnet18", "--data", "{root}/empty", named=("empty", "is empty")),

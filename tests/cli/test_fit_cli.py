@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchscope.cli.app import main
+from batchscope.cli.main import main
 
 CliResult = tuple[int, str, str]
 

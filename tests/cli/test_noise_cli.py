@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batchscope.cli.app import main
+from batchscope.cli.main import main
 from batchscope.core.results import RunResult, StepStats, TrialResult
 from conftest import CliResult, run_cli
 

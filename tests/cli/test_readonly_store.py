@@ -168,7 +168,7 @@ def test_a_foreign_file_is_still_refused_untouched(
 
 def test_reading_opens_the_store_mode_ro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The read commands' store is read-only by SQLite itself, which binds root too."""
-    from batchscope.cli.app import _store_for_reading
+    from batchscope.cli.common import store_for_reading as _store_for_reading
 
     db = tmp_path / "results.db"
     write_store(db)

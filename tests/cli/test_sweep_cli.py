@@ -155,10 +155,13 @@ def markdown_tables(text: str) -> list[tuple[str, list[list[str]]]]:
 def test_markdown_export_has_a_table_per_device(acceptance: Sweep) -> None:
     text = (acceptance.folder / "r.md").read_text(encoding="utf-8")
     assert acceptance.json["run_id"] in text.splitlines()[0]
-    tables = markdown_tables(text)
-    assert len(tables) == 1  # one device
+    # the results tables (Environment and Settings are tables too): one device, one table
+    tables = [t for t in markdown_tables(text) if t[1] and t[1][0][0].isdigit()]
+    assert len(tables) == 1
     heading, rows = tables[0]
-    assert heading.startswith("#") and "cpu" in heading
+    assert heading == "## At a glance"  # the report opens with the verdict and the table
+    above = text[text.index(heading) : text.index("| Batch size")]
+    assert "cpu" in above and "se batch size" in above  # the series' verdict line
     assert [row[0] for row in rows] == ["16", "64"]
 
 
@@ -224,7 +227,7 @@ def test_workloads_lists_the_builtins(tmp_path: Path) -> None:
 def test_env_json_is_pure_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from batchscope.cli import app as cli
+    from batchscope.cli import main as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["env", "--json"])
@@ -237,7 +240,7 @@ def test_env_json_is_pure_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_env_table(capsys: pytest.CaptureFixture[str]) -> None:
-    from batchscope.cli import app as cli
+    from batchscope.cli import main as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["env"])

@@ -1,5 +1,5 @@
-"""The live sweep display on stderr: overall trials, the current trial's steps, and
-a one-line verdict per finished trial."""
+"""The live displays on stderr: a sweep's trials and steps with a one-line verdict per
+finished trial, and a maxbs search's attempts."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from batchscope.core.results import TrialResult
-from batchscope.engine.variants import variant_label
+from batchscope.core.series import variant_label
 from batchscope.units import format_bytes, format_seconds
 
 
@@ -56,13 +56,41 @@ def trial_verdict(trial: TrialResult) -> str:
     return f"[red]✗[/] {head}: {trial.status}: {trial.error or ''}"
 
 
-class SweepDisplay:
+class LiveDisplay:
+    """A live rich progress display on stderr, fed by events; a no-op when disabled.
+
+    :class:`SweepDisplay` shows a sweep's trials and steps, :class:`SearchDisplay`
+    a maxbs search's attempts; both print the workload's notes when it is probed.
+    """
+
+    def __init__(self, console: Console, progress: Progress, *, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.progress = progress
+
+    def __enter__(self) -> LiveDisplay:
+        if self.enabled:
+            self.progress.start()
+            self.started()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def started(self) -> None:
+        """Called once the display is live (add a first task here)."""
+
+    def notes(self, payload: dict[str, Any]) -> None:
+        for note in payload["workload"].get("notes", []):
+            self.console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+class SweepDisplay(LiveDisplay):
     """Receives sweep events (``on_event``) and renders them; a no-op when disabled."""
 
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
-        self.console = console
-        self.enabled = enabled
-        self.progress = Progress(
+        progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
@@ -73,24 +101,15 @@ class SweepDisplay:
             console=console,
             transient=True,
         )
+        super().__init__(console, progress, enabled=enabled)
         self.overall: TaskID | None = None
         self.current: TaskID | None = None
-
-    def __enter__(self) -> SweepDisplay:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
 
     def on_event(self, kind: str, payload: dict[str, Any]) -> None:
         if not self.enabled:
             return
         if kind == "probe":
-            for note in payload["workload"].get("notes", []):
-                self.console.print(f"[yellow]note:[/] {note}", highlight=False)
+            self.notes(payload)
         elif kind == "trial_start":
             spec = payload["spec"]
             if self.overall is None:
@@ -140,3 +159,59 @@ class SweepDisplay:
             self.console.print(trial_verdict(trial), highlight=False)
             for finding in trial.diagnosis:
                 self.console.print(f"  [yellow]{finding}[/]", highlight=False)
+
+
+class SearchDisplay(LiveDisplay):
+    """Live progress of a maxbs search on stderr; a no-op when disabled."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        super().__init__(console, progress, enabled=enabled)
+        self.task: Any = None
+        self.label = ""
+
+    def started(self) -> None:
+        self.task = self.progress.add_task("loading the workload…", total=None)
+
+    def on_event(self, kind: str, payload: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if kind == "probe":
+            self.notes(payload)
+        elif kind == "budget":
+            self.console.print(
+                f"budget {format_bytes(payload['budget_bytes'])} ({payload['source']})"
+                + (
+                    f", trials must stay under {format_bytes(payload['limit_bytes'])}"
+                    if payload["limit_bytes"] != payload["budget_bytes"]
+                    else ""
+                ),
+                highlight=False,
+            )
+        elif kind == "trial_start":
+            self.label = (
+                f"trial {payload['index'] + 1}: batch size {payload['batch_size']} "
+                f"({payload['reason']})"
+            )
+            self.progress.update(self.task, description=f"{self.label} starting")
+        elif kind == "trial_progress":
+            if payload.get("event") == "step":
+                self.progress.update(
+                    self.task,
+                    description=f"{self.label} step {payload['done']}/{payload['total']}",
+                )
+        elif kind == "trial_done":
+            t = payload["trial"]
+            mark = "[green]✓[/]" if t.fits else "[red]✗[/]"
+            detail = "fits" if t.fits else f"{t.status}: {t.error or ''}"
+            peak = ""
+            if t.peak_memory_bytes and "peak" not in detail:
+                peak = f", peak {format_bytes(t.peak_memory_bytes)}"
+            self.console.print(f"{mark} batch size {t.batch_size}: {detail}{peak}", highlight=False)
+            self.progress.update(self.task, description="choosing the next size…")

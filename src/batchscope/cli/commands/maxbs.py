@@ -1,23 +1,16 @@
-"""CLI commands: memory (``batchscope maxbs``, the largest batch size that fits)."""
+"""``batchscope maxbs``: the largest batch size that fits a memory budget, verified."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchscope.cli.app import (
-    DataOpt,
-    ImagesOpt,
-    WeightsOpt,
-    WorkloadArg,
-    _state,
-    _workload_options,
-    app,
-    default_threads,
-    stderr,
-    stdout,
-)
+from batchscope.cli.app import app, cli_state
+from batchscope.cli.common import default_threads, workload_options
+from batchscope.cli.console import stderr, stdout
+from batchscope.cli.display import SearchDisplay
+from batchscope.cli.options import DataOpt, ImagesOpt, WeightsOpt, WorkloadArg
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,6 +40,7 @@ Examples:
 
 @app.command(epilog=MAXBS_EPILOG)
 def maxbs(
+    ctx: typer.Context,
     workload: WorkloadArg,
     device: Annotated[
         str,
@@ -65,11 +59,15 @@ def maxbs(
         int, typer.Option("--steps", help="Training steps per attempt (then one validation step).")
     ] = 3,
     granularity: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--granularity", help="The answer is a multiple of this (e.g. 8 for tensor cores)."
+            "--granularity",
+            metavar="G",
+            help="The answer is a multiple of this. Default: 8 on a GPU (tensor cores work "
+            "in multiples of 8), 1 on the CPU.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     margin: Annotated[
         float,
         typer.Option(
@@ -131,8 +129,8 @@ def maxbs(
     import json
 
     from batchscope.errors import UsageError
-    from batchscope.report.export import _write, check_writable
-    from batchscope.run.maxbs import _check_args, find_max_batch_size
+    from batchscope.report.export import check_writable, write_text
+    from batchscope.run.maxbs import check_args, find_max_batch_size
     from batchscope.units import parse_bytes
 
     if json_path:
@@ -140,8 +138,10 @@ def maxbs(
     limit = parse_bytes(memory_limit, what="--memory-limit") if memory_limit is not None else None
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} must be at least 1")
+    if granularity is None:  # tensor cores want multiples of 8; a CPU has no such grain
+        granularity = 1 if device.strip().lower() == "cpu" else 8
     # every flag is checked before the workload is loaded
-    _check_args(
+    check_args(
         steps=steps,
         granularity=granularity,
         margin=margin,
@@ -152,9 +152,9 @@ def maxbs(
         memory_limit_bytes=limit,
         trial_timeout_s=trial_timeout,
     )
-    options = _workload_options(data, weights, images, seed)
+    options = workload_options(data, weights, images, seed)
     err = stderr()
-    display = _SearchDisplay(err, enabled=not quiet)
+    display = SearchDisplay(err, enabled=not quiet)
     with display:
         result = find_max_batch_size(
             workload,
@@ -171,11 +171,11 @@ def maxbs(
             verify_repeats=verify_repeats,
             trial_timeout_s=trial_timeout,
             on_event=display.on_event,
-            debug=_state["debug"],
+            debug=cli_state(ctx).debug,
         )
     print_result(result, stdout())
     if json_path:
-        _write(json_path, json.dumps(result.to_dict(), indent=2) + "\n", "--json")
+        write_text(json_path, json.dumps(result.to_dict(), indent=2) + "\n", "--json")
         if not quiet:
             err.print(f"wrote {json_path}", highlight=False)
     if result.max_batch_size is None:
@@ -263,72 +263,3 @@ def print_result(result: MaxBatchResult, console: Console) -> None:
     console.print(
         f"{n} trial{'s' if n != 1 else ''} in {format_seconds(result.seconds)}", highlight=False
     )
-
-
-class _SearchDisplay:
-    """Live progress of a search on stderr; a no-op when disabled."""
-
-    def __init__(self, console: Console, *, enabled: bool) -> None:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.enabled = enabled
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task: Any = None
-        self.label = ""
-
-    def __enter__(self) -> _SearchDisplay:
-        if self.enabled:
-            self.progress.start()
-            self.task = self.progress.add_task("loading the workload…", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def on_event(self, kind: str, payload: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from batchscope.units import format_bytes
-
-        if kind == "probe":
-            for note in payload["workload"].get("notes", []):
-                self.console.print(f"[yellow]note:[/] {note}", highlight=False)
-        elif kind == "budget":
-            self.console.print(
-                f"budget {format_bytes(payload['budget_bytes'])} ({payload['source']})"
-                + (
-                    f", trials must stay under {format_bytes(payload['limit_bytes'])}"
-                    if payload["limit_bytes"] != payload["budget_bytes"]
-                    else ""
-                ),
-                highlight=False,
-            )
-        elif kind == "trial_start":
-            self.label = (
-                f"trial {payload['index'] + 1}: batch size {payload['batch_size']} "
-                f"({payload['reason']})"
-            )
-            self.progress.update(self.task, description=f"{self.label} starting")
-        elif kind == "trial_progress":
-            if payload.get("event") == "step":
-                self.progress.update(
-                    self.task,
-                    description=f"{self.label} step {payload['done']}/{payload['total']}",
-                )
-        elif kind == "trial_done":
-            t = payload["trial"]
-            mark = "[green]✓[/]" if t.fits else "[red]✗[/]"
-            detail = "fits" if t.fits else f"{t.status}: {t.error or ''}"
-            peak = ""
-            if t.peak_memory_bytes and "peak" not in detail:
-                peak = f", peak {format_bytes(t.peak_memory_bytes)}"
-            self.console.print(f"{mark} batch size {t.batch_size}: {detail}{peak}", highlight=False)
-            self.progress.update(self.task, description="choosing the next size…")

@@ -1,4 +1,4 @@
-"""CLI commands: analysis (``batchscope fit``)."""
+"""``batchscope fit``: fit the curve models to a table measured elsewhere; test for a U."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchscope.cli.app import app, stderr, stdout
+from batchscope.cli.app import app
+from batchscope.cli.console import stderr, stdout
 
 if TYPE_CHECKING:
-    from batchscope.analyse.curves import CurveFit, TableFit
+    from batchscope.analyse.curves import CurveFit
+    from batchscope.analyse.fit_table import TableFit
 
 FIT_EPILOG = """\
 The table: a header row, a batch_size column and one time or throughput column,
@@ -72,9 +74,9 @@ def fit(
     """Fit T(b) = c/b^α + T_min and X(b) = X_max·b/(b + b_half) to a table; test for a U shape."""
     import json
 
-    from batchscope.analyse.curves import KINDS, fit_table, read_table
+    from batchscope.analyse.fit_table import KINDS, fit_table, read_table
     from batchscope.errors import UsageError
-    from batchscope.report.export import _write, check_writable
+    from batchscope.report.export import check_writable, write_text
 
     if kind is not None and kind not in KINDS:
         raise UsageError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -86,7 +88,7 @@ def fit(
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if json_path:
         text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
-        _write(json_path, text, "--json")
+        write_text(json_path, text, "--json")
         stderr().print(f"wrote {json_path}", highlight=False)
 
 

@@ -1,25 +1,18 @@
-"""CLI commands: the gradient noise scale and goodput (``batchscope noise``)."""
+"""``batchscope noise``: the gradient noise scale and, with a sweep, the goodput."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchscope.cli.app import (
-    DataOpt,
-    ImagesOpt,
-    StoreOpt,
-    WeightsOpt,
-    WorkloadArg,
-    _nullcontext,
-    _workload_options,
-    app,
-    stderr,
-    stdout,
-)
+from batchscope.cli.app import app
+from batchscope.cli.common import store_for_reading, workload_options
+from batchscope.cli.console import stderr, stdout
+from batchscope.cli.options import DataOpt, ImagesOpt, StoreOpt, WeightsOpt, WorkloadArg
 
 if TYPE_CHECKING:
     from batchscope.core.results import RunResult
@@ -45,13 +38,12 @@ Examples:
 
 def _load_run(text: str, store_path: str | None) -> RunResult:
     """A results JSON file, or a run id (prefix) in the results store."""
-    from batchscope.cli.app import _store_for_reading
 
     if text.endswith(".json") or Path(text).expanduser().is_file():
         from batchscope.report.build import load_results_json
 
         return load_results_json(text)
-    store = _store_for_reading(store_path)
+    store = store_for_reading(store_path)
     return store.get_run(store.resolve_run_id(text))
 
 
@@ -106,13 +98,13 @@ def noise(
     """Estimate the gradient noise scale (≈ critical batch size), E(b) and goodput."""
     import json
 
-    from batchscope.cli.app import default_threads
+    from batchscope.cli.common import default_threads
     from batchscope.core.plan import check_device_names, parse_batch_sizes
-    from batchscope.report.export import _write, check_writable
+    from batchscope.report.export import check_writable, write_text
     from batchscope.run.noise_run import (
-        _check_settings,
         best_goodput,
         check_same_workload,
+        check_settings,
         efficiency_table,
         estimate_noise_scale,
         goodput,
@@ -120,7 +112,7 @@ def noise(
 
     if json_path:
         check_writable(json_path, "--json")
-    _check_settings(batch_size, micro_batches, steps, every)
+    check_settings(batch_size, micro_batches, steps, every)
     check_device_names(device)
     run = _load_run(run_ref, store_path) if run_ref else None
     if run is not None:
@@ -131,12 +123,12 @@ def noise(
         sizes = sorted({t.batch_size for t in run.trials if t.ok})
     else:
         sizes = parse_batch_sizes("16..1024")
-    options = _workload_options(data, weights, images, seed)
+    options = workload_options(data, weights, images, seed)
     err = stderr()
     with (
         err.status("estimating the gradient noise scale…", spinner="dots")
         if not quiet
-        else _nullcontext()
+        else contextlib.nullcontext()
     ) as status:
 
         def progress(done: int, total: int) -> None:
@@ -162,16 +154,16 @@ def noise(
     if json_path:
         from dataclasses import asdict
 
-        from batchscope.run.noise_run import _jsonable
+        from batchscope.core.results import json_safe
 
         payload = {
             "noise": est.to_dict(),
-            "efficiency": _jsonable(efficiency),
+            "efficiency": json_safe(efficiency),
             "run_id": run.run_id if run is not None else None,
-            "goodput": _jsonable([asdict(r) for r in rows]),
+            "goodput": json_safe([asdict(r) for r in rows]),
             "best": [asdict(c) for c in choices],
         }
-        _write(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n", "--json")
+        write_text(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n", "--json")
         if not quiet:
             err.print(f"wrote {json_path}", highlight=False)
 

@@ -1,4 +1,4 @@
-"""CLI commands: report (a run's report folder) and compare (two runs side by side)."""
+"""``batchscope report``: a run's report folder again (from the store or a results JSON)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchscope.cli.app import StoreOpt, _store_for_reading, app, stderr, stdout
+from batchscope.cli.app import app
+from batchscope.cli.common import store_for_reading
+from batchscope.cli.console import stdout
+from batchscope.cli.options import StoreOpt
 from batchscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ def load_run(ref: str, store_path: str | None) -> RunResult:
     if _looks_like_file(ref):
         return load_results_json(ref)
     try:
-        store = _store_for_reading(store_path)
+        store = store_for_reading(store_path)
     except UsageError as exc:
         raise UsageError(
             f"{ref!r} is neither a results JSON file nor a run id in a store ({exc})"
@@ -125,57 +128,3 @@ def print_document(doc: Document, console: Console) -> None:
                     *(Text(c) for c in row), style="red" if i in block.failed_rows else None
                 )
             console.print(table)
-
-
-COMPARE_EPILOG = """\
-Examples:
-
-  batchscope compare laptop.json workstation.json
-
-  batchscope compare 20260101-1200 20260102-0900 --markdown compare.md
-"""
-
-
-@app.command(epilog=COMPARE_EPILOG)
-def compare(
-    a: Annotated[
-        str,
-        typer.Argument(
-            help="The baseline run A: a run id (or unique prefix) or a results JSON file.",
-            show_default=False,
-        ),
-    ],
-    b: Annotated[
-        str,
-        typer.Argument(
-            help="The run B to set against A (id, prefix or JSON file).", show_default=False
-        ),
-    ],
-    markdown_path: Annotated[
-        str | None,
-        typer.Option(
-            "--markdown", help="Also write the comparison as Markdown.", show_default=False
-        ),
-    ] = None,
-    store_path: StoreOpt = None,
-) -> None:
-    """Two runs side by side: B's speedup over A per batch size, best vs best, what differs."""
-    from batchscope.report.export import check_writable
-    from batchscope.report.markdown import compare_document, render_markdown
-
-    if markdown_path:
-        check_writable(markdown_path, "--markdown")
-    run_a = load_run(a, store_path)
-    run_b = load_run(b, store_path)
-    doc = compare_document(run_a, run_b)
-    print_document(doc, stdout())
-    if markdown_path:
-        from batchscope.errors import ExportError
-
-        try:
-            Path(markdown_path).write_text(render_markdown(doc), encoding="utf-8")
-        except OSError as exc:
-            raise ExportError(
-                f"cannot write --markdown {markdown_path!r}: {exc.strerror or exc}"
-            ) from exc
-        stderr().print(f"wrote {markdown_path}", highlight=False)

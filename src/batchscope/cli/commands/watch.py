@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from batchscope.cli.app import app, stderr
+from batchscope.cli.app import app
+from batchscope.cli.console import stderr
 from batchscope.errors import ExportError
 from batchscope.run.watch import WatchResult
 from batchscope.units import format_bytes, format_seconds
@@ -39,12 +40,16 @@ def _summary_lines(result: WatchResult) -> list[str]:
         return "not available" if x is None else f"{x:.0f} %"
 
     cores = os.cpu_count() or 1
+
+    def of_all(x: float | None) -> float | None:  # the timeline's unit: % of all cores
+        return None if x is None else x / cores
+
     lines = [
         f"command: {_command_text(result.command)} → exit status {result.returncode}"
         + (" (interrupted)" if result.interrupted else ""),
         f"duration: {format_seconds(result.duration_s)} ({s.n_samples} samples)",
-        f"CPU (process tree): mean {pct(s.cpu_process_percent_mean)}, max "
-        f"{pct(s.cpu_process_percent_max)} of one core ({cores} cores here)",
+        f"CPU (process tree), % of all {cores} cores: mean "
+        f"{pct(of_all(s.cpu_process_percent_mean))}, max {pct(of_all(s.cpu_process_percent_max))}",
         f"peak resident memory: {format_bytes(s.peak_rss_bytes)}",
     ]
     if s.gpu_utilization_percent_mean is not None:
@@ -119,7 +124,7 @@ def watch(
             ) from exc
 
     result = watch_command(command, interval_s=sample_interval, on_started=make_out_dir)
-    from batchscope.hardware.monitor import samples_to_rows
+    from batchscope.core.samples import samples_to_rows
 
     rows = samples_to_rows(result.samples)
     fields = sorted({k for row in rows for k in row}, key=lambda k: (k != "t_s", k))

@@ -1,0 +1,69 @@
+"""Small helpers several commands share: threads, workload options, devices, the store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from batchscope.errors import UsageError
+
+
+def default_threads() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def given_params(ctx: typer.Context) -> set[str]:
+    """The parameters the user typed (not defaults): what a resume must check.
+
+    Compared by the enum member's name: typer vendors its own click, whose
+    ``ParameterSource`` is not click's.
+    """
+    typed = {"COMMANDLINE", "ENVIRONMENT"}
+    return {
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", None) in typed
+    }
+
+
+def workload_options(
+    data: str | None, weights: str | None, images: int | None, seed: int
+) -> dict[str, Any]:
+    from batchscope.workloads import WorkloadOptions
+
+    if data is not None:
+        data = str(Path(data).expanduser())
+    if weights is not None:
+        weights = str(Path(weights).expanduser())
+    return WorkloadOptions(data=data, weights=weights, images=images, seed=seed).to_dict()
+
+
+def resolve_devices(text: str, available: list[str]) -> list[str]:
+    from batchscope.core.plan import parse_devices
+
+    return parse_devices(text, available)  # "best": the fastest device present
+
+
+def open_store(store_path: str | None, no_store: bool) -> Any:
+    from batchscope.run.store import DEFAULT_STORE, Store
+
+    if no_store:
+        return None
+    if store_path:
+        return Store(Path(store_path).expanduser())
+    return Store(DEFAULT_STORE, create_parent=True)
+
+
+def store_for_reading(store_path: str | None) -> Any:
+    """The store opened read-only: a store the user may read but not write still reads."""
+    from batchscope.run.store import DEFAULT_STORE, Store
+
+    path: Path = Path(store_path).expanduser() if store_path else Path(DEFAULT_STORE)
+    if not path.exists():
+        raise UsageError(f"no results store at {str(path)!r}: run a sweep first, or give --store")
+    return Store(path, readonly=True)

@@ -1,0 +1,77 @@
+"""Options shared by several commands, declared once (typer ``Annotated`` types)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+WorkloadArg = Annotated[
+    str,
+    typer.Argument(
+        help="A built-in name (see 'batchscope workloads'), 'module:function' or "
+        "'path/to/file.py:function' returning a batchscope.Workload.",
+        show_default=False,
+    ),
+]
+
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        rich_help_panel="What to run",
+        metavar="FOLDER",
+        help="Image folder, one sub-folder per class (resnet18); split 80/20 with a fixed seed.",
+        show_default=False,
+    ),
+]
+
+
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        rich_help_panel="What to run",
+        metavar="FILE",
+        help="State-dict file for the model body (resnet18), "
+        "loaded with weights_only=True. Nothing is downloaded.",
+        show_default=False,
+    ),
+]
+
+
+ImagesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--images",
+        rich_help_panel="What to run",
+        metavar="N",
+        help="How many built-in samples to generate (resnet18 default 600, like the seeds).",
+        show_default=False,
+        min=2,
+    ),
+]
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="FILE",
+        help="SQLite results store (default: batchscope-results/batchscope.db)",
+        show_default=False,
+    ),
+]
+
+
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        metavar="",
+        rich_help_panel="Outputs",
+        help="The full table (interval of samples/s, time, samples/epoch) even in a "
+        "terminal narrower than 120 columns.",
+    ),
+]
