@@ -4,8 +4,9 @@ Needs a ``chromium`` binary (Debian: ``apt-get install chromium``); skipped with
 The report itself carries no script (its CSP forbids one), so the test loads a *copy*
 to which it adds a small script that, after the load event, writes into the title how
 many <img> decoded (naturalWidth > 0) and their sizes; ``--dump-dom`` shows the title.
-A copy with one deliberately broken image proves the probe notices a failure, and a
-screenshot of the untouched report shows the plots' colours on the page.
+A copy with one deliberately broken image proves the probe notices a failure, a
+screenshot of the untouched report shows the plots' colours on the page, and a layout
+probe at 1,200 px checks that the verdict and tables come first, above the plots.
 """
 
 from __future__ import annotations
@@ -89,15 +90,55 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _probe(tmp_path: Path, page: str, name: str) -> str:
+def _probe(
+    tmp_path: Path, page: str, name: str, script: str = PROBE, *extra: str, word: str = "decoded"
+) -> str:
     allowed = CSP.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
     assert allowed != CSP and CSP in page
     probe = tmp_path / name
-    probe.write_text(page.replace(CSP, allowed).replace("</body>", PROBE + "</body>"), "utf-8")
-    proc = _chromium(tmp_path, "--dump-dom", probe.as_uri())
-    match = re.search(r"<title>(decoded [^<]*)</title>", proc.stdout)
+    probe.write_text(page.replace(CSP, allowed).replace("</body>", script + "</body>"), "utf-8")
+    proc = _chromium(tmp_path, *extra, "--dump-dom", probe.as_uri())
+    match = re.search(rf"<title>({word} [^<]*)</title>", proc.stdout)
     assert match, f"no probe result in the DOM; stderr: {proc.stderr[-2000:]}"
     return match.group(1)
+
+
+#: where the verdict, the tables and the first plot lie on the page, in CSS pixels
+LAYOUT = """<script>
+window.addEventListener("load", function () {
+  var top = function (e) { return Math.round(e.getBoundingClientRect().top + scrollY); };
+  var bottom = function (e) { return Math.round(e.getBoundingClientRect().bottom + scrollY); };
+  var tables = document.querySelectorAll(".table-wrap table");
+  var wide = Array.prototype.filter.call(tables, function (t) {
+    return t.getBoundingClientRect().width > t.parentNode.clientWidth + 1;
+  });
+  document.title = "layout " + [top(document.querySelector("p.verdict")),
+    bottom(tables[1]), top(document.querySelector("figure img")),
+    document.documentElement.scrollWidth, innerWidth, wide.length].join(" ");
+});
+</script>"""
+
+
+def test_chromium_shows_verdict_and_tables_on_the_first_screen_at_1200_px(
+    tmp_path: Path,
+) -> None:
+    files = write_report(_run(), tmp_path / "report")
+    page = files.html.read_text(encoding="utf-8")
+    found = _probe(
+        tmp_path,
+        page,
+        "layout.html",
+        LAYOUT,
+        "--hide-scrollbars",
+        "--window-size=1200,900",
+        word="layout",
+    )
+    verdict, tables_end, first_image, page_width, window, too_wide = map(int, found.split()[1:])
+    assert window == 1200
+    assert verdict < 300  # the verdict opens the page, under a three-line header
+    assert tables_end < 900  # both series' tables fit the first screen
+    assert first_image > tables_end  # the plots come after them
+    assert page_width <= window and too_wide == 0  # no table pushes the page sideways
 
 
 def test_chromium_decodes_every_plot_of_the_report(tmp_path: Path) -> None:
@@ -121,14 +162,14 @@ def test_chromium_renders_the_untouched_report(tmp_path: Path) -> None:
     proc = _chromium(
         tmp_path,
         "--hide-scrollbars",
-        "--window-size=1200,2400",
+        "--window-size=1200,4000",
         f"--screenshot={shot}",
         files.html.as_uri(),
     )
     assert shot.is_file(), proc.stderr[-2000:]
     with Image.open(io.BytesIO(shot.read_bytes())) as im:
         rgb = im.convert("RGB")
-        assert rgb.size == (1200, 2400)
+        assert rgb.size == (1200, 4000)
         # the first device's line colour (#0072B2) appears only inside the plots
         blue = sum(
             count

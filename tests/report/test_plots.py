@@ -223,3 +223,77 @@ def test_points_without_an_interval_still_plot() -> None:
     analysis = _analysis(run)
     assert analysis.devices[0].points[0].samples_per_s_high is None
     assert png_size(plots.plot_throughput(analysis)) == EXPECTED
+
+
+# ---------------------------------------------------------------- captions and the timeline
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [spec.filename for spec in plots.PLOTS] + ["timeline.png", "step_split.png"],
+)
+def test_every_figure_has_a_caption_saying_what_it_shows_and_its_bars(filename: str) -> None:
+    title, caption = plots.plot_title(filename), plots.plot_caption(filename)
+    assert title != filename and caption  # both known
+    assert caption != title and title.lower() not in caption.lower()
+    assert "bars" in caption  # what the error bars are, or that there are none
+    assert len(caption) > 2 * len(title)
+
+
+def _timeline_rows() -> tuple[list[dict[str, object]], list[tuple[float, str]]]:
+    """Two trials whose CPU trace touches the top of its axis and whose memory is flat and
+    high: the shape that hid the labels and clipped the memory trace before."""
+    rows: list[dict[str, object]] = []
+    marks = []
+    for k, b in enumerate((16, 64)):
+        start = 10.0 * k
+        marks.append((start, f"bs={b}"))
+        for j in range(50):
+            rows.append(
+                {
+                    "t_s": start + 0.1 * j,
+                    "cpu_process_percent": 200.0 if j % 7 else 900.0,  # 2 cores: 100 %, spikes
+                    "rss_bytes": (3.0 + 0.01 * j) * 2**30,
+                }
+            )
+        rows.append({"t_s": None})
+    return rows, marks
+
+
+def test_timeline_labels_sit_above_the_traces_and_memory_is_not_clipped() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from batchscope.report.timeline import UTIL_TOP, timeline_figure
+
+    rows, marks = _timeline_rows()
+    fig = timeline_figure(rows, marks=marks, cpu_cores=2)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax_util, ax_mem = fig.axes[0], fig.axes[1]
+    labels = [t for t in ax_util.texts if t.get_text().startswith("bs=")]
+    assert [t.get_text() for t in labels] == ["bs=16", "bs=64"]
+    top_of_plot = ax_util.get_window_extent(renderer).y1
+    for text in labels:  # in the band above the plot, where no trace is drawn
+        assert text.get_window_extent(renderer).y0 >= top_of_plot
+    # the memory axis reaches above its largest reading
+    highest = 3.0 + 0.01 * 49  # GiB: the last reading of a trial
+    assert ax_mem.get_ylim()[1] >= 1.1 * highest
+    # readings above the utilisation axis are marked, not silently cut off
+    assert ax_util.get_ylim() == (0, UTIL_TOP)
+    over = [line for line in ax_util.get_lines() if line.get_marker() == "^"]
+    assert len(over) == 1 and len(over[0].get_xdata()) == 2 * len(range(0, 50, 7))
+    # the legends sit right of the plots, not over the traces
+    for ax in (ax_util, ax_mem):
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_timeline_labels_turn_upright_when_trials_are_close() -> None:
+    from batchscope.report.timeline import timeline_figure
+
+    rows = [{"t_s": 0.5 * k, "cpu_process_percent": 50.0, "rss_bytes": 2**30} for k in range(80)]
+    marks = [(0.5 * k, f"cuda:0 bs={2**k}") for k in range(0, 80, 4)]
+    fig = timeline_figure(rows, marks=marks, cpu_cores=1)
+    labels = [t for t in fig.axes[0].texts if "bs=" in t.get_text()]
+    assert labels and all(t.get_rotation() == 90 for t in labels)

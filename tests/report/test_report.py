@@ -4,6 +4,7 @@ JSON, the comparison of two runs, and one end-to-end report of a tiny real sweep
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
 import re
@@ -103,12 +104,12 @@ def test_markdown_has_header_tables_fits_recommendation_and_plots() -> None:
     md = to_markdown(run, figures=["time_per_sample.png", "relative.png"])
     assert md.startswith("# batchscope report: resnet18 — run 20260101-120000-abcd\n")
     assert "- **Workload:** resnet18 — ResNet-18 on 192×192 photos" in md
-    assert "- **Note:** a plain note" in md
+    assert "## Notes\n\n- a plain note" in md
     assert "- **Machine:** Test CPU, 2 logical cores, 8 GiB memory, host box" in md
     for device in ("cpu", "cuda:0"):
         assert f"## Device {device}" in md
     # the seed-style table, once per device, with a row per batch size
-    assert md.count("| Batch size | Step time \\[95 % CI\\] (n) | Samples/s \\[95 % CI\\] |") == 2
+    assert md.count("| Batch size | Step time \\[95 % CI\\] | n | Samples/s \\[95 % CI\\] |") == 2
     for b in SIZES:
         assert re.search(rf"^\| {b} \| ", md, re.M)
     assert "| 256 | – |" in md and "| oom |" in md
@@ -126,8 +127,22 @@ def test_markdown_has_header_tables_fits_recommendation_and_plots() -> None:
     assert "![Time per sample against batch size](time_per_sample.png)" in md
     assert "![Relative performance per batch size](relative.png)" in md
     assert "throughput.png" not in md
-    # the full environment as a list
-    assert "## Environment" in md and "- **cpu\\_model:** Test CPU" in md
+    # the full environment and settings as readable two-column tables
+    assert "## Environment" in md and "| CPU model | Test CPU |" in md
+    assert "| Memory | 8 GiB |" in md and "| Threads | 2 |" in md
+    # the verdict and table first, then speedups, details, plots, and the record last
+    order = [
+        "**Use batch size ",
+        "| Batch size |",
+        "## Speedups",
+        "## Device cpu",
+        "### Shape and fits",
+        "## Plots",
+        "## Environment",
+        "## Settings",
+    ]
+    positions = [md.index(needle) for needle in order]
+    assert positions == sorted(positions)
 
 
 def test_markdown_says_plainly_when_the_curve_is_a_true_u() -> None:
@@ -143,7 +158,7 @@ def test_markdown_escapes_user_strings_and_keeps_table_rows_intact() -> None:
     assert "a\\|b \\*c\\*" in md
     row = next(line for line in md.splitlines() if line.startswith("| 256 |") and "oom" in line)
     unescaped_pipes = len(re.findall(r"(?<!\\)\|", row))
-    assert unescaped_pipes == 9  # 8 columns
+    assert unescaped_pipes == 10  # 9 columns
     failed = next(line for line in md.splitlines() if line.startswith("*Failed batch sizes"))
     assert "bad \\| value second line" in failed
 
@@ -203,6 +218,66 @@ def test_html_and_markdown_show_the_same_content() -> None:
         "Speedups",
     ):
         assert needle in md and needle in page
+
+
+def test_html_opens_with_the_verdict_and_table_before_any_plot() -> None:
+    page = to_html(make_run())
+    verdict = page.index('<p class="verdict">Use batch size ')
+    first_table = page.index("<table")
+    first_image = page.index("<img ")
+    assert verdict < first_table < first_image
+    # every series' table, and the speedups, come before the first plot
+    assert page.count("<table", 0, first_image) == 2
+    assert page.index("<h2>Speedups</h2>") < first_image
+    # the recommended row is marked, numbers are right-aligned, headers keep "[95 % CI]" whole
+    assert '<tr class="chosen"><td class="r">256</td>' in page
+    assert '<th class="r">Samples/s [95\u00a0%\u00a0CI]</th>' in page
+    # Environment and Settings come last, after the plots
+    assert (
+        page.rindex("<img ") < page.index("<h2>Environment</h2>") < page.index("<h2>Settings</h2>")
+    )
+
+
+def test_environment_and_settings_show_readable_labels_and_units() -> None:
+    run = make_run()
+    run.settings.update(
+        {"memory_limit_bytes": None, "sample_interval_s": 0.1, "drop_last": False, "odd_key_s": 3}
+    )
+    run.environment["cpu_affinity"] = 2
+    analysis = analyse_run(run)
+    md = to_markdown(run, analysis)
+    page = to_html(run, analysis, plots={})
+    for label, value in (
+        ("Memory limit", "none"),
+        ("Threads", "2"),
+        ("CPU model", "Test CPU"),
+        ("Memory", "8 GiB"),
+        ("Hardware sampling interval", "100 ms"),
+        ("Drop the last partial batch", "no"),
+        ("CPU cores this process may use", "2"),
+        ("Odd key", "3 s"),  # an unknown key still shows, with a prettified label
+    ):
+        assert f"| {label} | {value} |" in md
+        assert f'<th scope="row">{label}</th><td class="l">{value}</td>' in page
+    for raw in ("memory_limit_bytes", "cpu_model", "sample_interval_s", "odd_key_s"):
+        assert raw not in md.replace("\\_", "_") and raw not in page
+
+
+def test_every_figure_has_a_caption_that_is_not_its_title(tmp_path: Path) -> None:
+    from batchscope.report.plots import plot_caption, plot_title
+
+    files = write_report(make_run(), tmp_path / "out")
+    page = files.html.read_text(encoding="utf-8")
+    md = files.markdown.read_text(encoding="utf-8")
+    figures = re.findall(r'<figure><img [^>]*alt="([^"]*)"[^>]*>(.*?)</figure>', page)
+    assert len(figures) == len(files.images) == 4
+    for (alt, rest), image in zip(figures, files.images, strict=True):
+        caption = plot_caption(image.name)
+        assert alt == plot_title(image.name)
+        assert rest == f"<figcaption>{html.escape(caption)}</figcaption>"
+        assert caption and caption != alt and alt not in caption
+        assert "bars" in caption  # it says what the error bars are (or that there are none)
+        assert f"*{md_escape(caption, line_start=True)}*" in md
 
 
 # ---------------------------------------------------------------- the report folder

@@ -107,7 +107,7 @@ def write_report(
         analysis = analyse_run(run)
     plots = render_plots(analysis, workload=str(run.workload.get("name", "")))
     if plots:  # the hardware timeline and step split, when the trials recorded them
-        from batchscope.engine.variants import series_view
+        from batchscope.core.series import series_view
         from batchscope.report.timeline import render_hardware_plots
 
         plots.update(render_hardware_plots(series_view(run), analysis))  # per (device, variant)

@@ -7,6 +7,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from batchscope.core.results import RunResult
 from batchscope.errors import ExportError
@@ -72,8 +73,13 @@ def _final_metric_names(run: RunResult) -> list[str]:
 
 
 def check_writable(path: str | os.PathLike[str], flag: str) -> Path:
-    """Fail before a sweep starts, not after it, when an export path cannot be written."""
+    """Fail before a sweep starts, not after it, when an export path cannot be written.
+
+    ``-`` is standard output, always writable.
+    """
     p = Path(path)
+    if str(path) == "-":
+        return p
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise ExportError(f"{flag} {str(p)!r} is a folder: give a file name")
@@ -84,7 +90,14 @@ def check_writable(path: str | os.PathLike[str], flag: str) -> Path:
     return p
 
 
-def _write(path: str | os.PathLike[str], text: str, flag: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str, flag: str) -> None:
+    """Write ``text`` to ``path`` (``-``: standard output), one-line errors."""
+    if str(path) == "-":
+        import sys
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -113,17 +126,16 @@ def to_json(run: RunResult) -> str:
     return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
 
 
-def to_csv(run: RunResult) -> str:
-    buffer = io.StringIO()
+def csv_rows(run: RunResult) -> list[dict[str, Any]]:
+    """One flat row per trial: the CSV's columns (and ``RunResult.to_pandas``'s)."""
     metrics = _final_metric_names(run)
-    writer = csv.DictWriter(buffer, fieldnames=[*CSV_FIELDS, *(f"final_{m}" for m in metrics)])
-    writer.writeheader()
+    rows = []
     for t in run.trials:
         s = t.step_time_s
         target = t.target or {}
         last = t.epochs[-1] if t.epochs else None
         reached = target.get("reached")
-        writer.writerow(
+        rows.append(
             {
                 "run_id": run.run_id,
                 "workload": run.workload.get("name"),
@@ -165,6 +177,16 @@ def to_csv(run: RunResult) -> str:
                 **{f"final_{m}": (last.metrics.get(m) if last else None) for m in metrics},
             }
         )
+    order = [*CSV_FIELDS, *(f"final_{m}" for m in metrics)]
+    return [{k: row.get(k) for k in order} for row in rows]
+
+
+def to_csv(run: RunResult) -> str:
+    buffer = io.StringIO()
+    metrics = _final_metric_names(run)
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_FIELDS, *(f"final_{m}" for m in metrics)])
+    writer.writeheader()
+    writer.writerows(csv_rows(run))
     return buffer.getvalue()
 
 
@@ -189,6 +211,6 @@ def write_exports(
         (markdown_path, "--markdown", to_markdown),
     ):
         if path:
-            _write(path, render(run), flag)
+            write_text(path, render(run), flag)
             written.append(Path(path))
     return written

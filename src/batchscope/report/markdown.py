@@ -10,7 +10,8 @@ turn into markup. :func:`compare_document` does the same for ``batchscope compar
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from batchscope.report.wording import (
     speedup_text,
     step_time,
 )
-from batchscope.units import format_bytes
+from batchscope.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
     from batchscope.analyse.explain import DeviceAnalysis, RunAnalysis
@@ -42,7 +43,8 @@ class Heading:
 @dataclass
 class Paragraph:
     text: str
-    #: "text", "warning" (shown in yellow / as a quote) or "muted"
+    #: "text", "warning" (shown in yellow / as a quote), "muted" or "verdict" (the one
+    #: line a reader must not miss: which batch size to use; bold, boxed in HTML)
     kind: str = "text"
 
 
@@ -67,14 +69,22 @@ class Table:
     align: list[str]
     #: indexes of rows to show as failed (red)
     failed_rows: set[int] = field(default_factory=set)
+    #: indexes of rows to highlight: the recommended batch size
+    chosen_rows: set[int] = field(default_factory=set)
+    #: the first column labels its row (a two-column "label | value" table)
+    row_headers: bool = False
 
 
 @dataclass
 class Figure:
-    """A plot, by the file name of its PNG (``time_per_sample.png``)."""
+    """A plot, by the file name of its PNG (``time_per_sample.png``).
+
+    ``title`` names it (alt text); ``caption`` says what it shows and what its bars are.
+    """
 
     filename: str
     title: str
+    caption: str = ""
 
 
 Block = Heading | Paragraph | Bullets | Fields | Table | Figure
@@ -116,6 +126,196 @@ def _env_value(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "–"
     return str(value)
+
+
+# Readable Environment and Settings tables: a human label per known key, values in units.
+# Unknown keys still show (a prettified key), so nothing recorded is hidden.
+
+Formatter = Callable[[Any, Mapping[str, Any]], str]
+
+
+def _yes_no(value: Any, _all: Mapping[str, Any]) -> str:
+    return "yes" if value else "no"
+
+
+def _bytes_or(none: str) -> Formatter:
+    return lambda v, _all: none if v is None else format_bytes(v)
+
+
+def _seconds_or(none: str) -> Formatter:
+    return lambda v, _all: none if v is None else format_seconds(float(v))
+
+
+def _or(none: str) -> Formatter:
+    return lambda v, _all: none if v is None else _plain(v)
+
+
+def _gpus(value: Any, _all: Mapping[str, Any]) -> str:
+    if not value:
+        return "none"
+    if not isinstance(value, list):
+        return _plain(value)
+    parts = []
+    for g in value:
+        if not isinstance(g, dict):
+            parts.append(str(g))
+            continue
+        text = f"{g.get('index', '?')}: {g.get('name')}, {format_bytes(g.get('memory_bytes'))}"
+        if g.get("capability"):
+            text += f", compute capability {g['capability']}"
+        if g.get("multiprocessors"):
+            text += f", {g['multiprocessors']} multiprocessors"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _steps(value: Any, settings: Mapping[str, Any]) -> str:
+    if value is not None:
+        return str(value)
+    return "– (epochs)" if settings.get("epochs") is not None else "adaptive"
+
+
+def _accumulate(value: Any, _all: Mapping[str, Any]) -> str:
+    if value in (None, 1):
+        return "none (one micro-batch per step)"
+    return f"{value} micro-batches per step"
+
+
+def _interval(value: Any, _all: Mapping[str, Any]) -> str:
+    if value is None or not float(value):
+        return "off"
+    return format_seconds(float(value))
+
+
+def _max_error(value: Any, _all: Mapping[str, Any]) -> str:
+    if not isinstance(value, (int, float)):
+        return _plain(value)
+    return f"±{100 * value:.3g} % of the median step"
+
+
+def _child_env(value: Any, _all: Mapping[str, Any]) -> str:
+    return _plain(value) if value else "nothing added"
+
+
+#: environment key -> (label, formatter or None for the plain value), in display order
+ENV_LABELS: dict[str, tuple[str, Formatter | None]] = {
+    "hostname": ("Host name", None),
+    "os": ("Operating system", None),
+    "platform": ("Platform", None),
+    "machine": ("Architecture", None),
+    "cpu_model": ("CPU model", None),
+    "cpu_cores_logical": ("CPU cores (logical)", None),
+    "cpu_cores_physical": ("CPU cores (physical)", None),
+    "cpu_affinity": ("CPU cores this process may use", None),
+    "memory_bytes": ("Memory", _bytes_or("–")),
+    "gpus": ("GPUs", _gpus),
+    "mps": ("Apple MPS available", _yes_no),
+    "devices": ("Devices available", None),
+    "python": ("Python", None),
+    "torch": ("PyTorch", None),
+    "torchvision": ("torchvision", None),
+    "cuda_build": ("CUDA (PyTorch build)", _or("none (CPU-only build)")),
+    "cudnn": ("cuDNN", _or("none")),
+    "torch_threads_default": ("PyTorch threads (default)", None),
+}
+
+#: settings key -> (label, formatter), in display order
+SETTINGS_LABELS: dict[str, tuple[str, Formatter | None]] = {
+    "source": ("Source", None),
+    "framework": ("Framework", None),
+    "fit": ("fastai fit call", _or("–")),
+    "batch_sizes": ("Batch sizes", None),
+    "devices": ("Devices", None),
+    "precisions": ("Precisions", None),
+    "steps": ("Measured steps per trial", _steps),
+    "epochs": ("Epochs", _or("–")),
+    "freeze_epochs": ("Frozen epochs", None),
+    "max_error": ("Adaptive steps: precision sought", _max_error),
+    "max_time_s": ("Adaptive steps: time limit per trial", _seconds_or("none")),
+    "min_steps": ("Adaptive steps: at least", lambda v, _all: f"{v} steps"),
+    "warmup": ("Warm-up steps", None),
+    "threads": ("Threads", _or("PyTorch default")),
+    "seed": ("Seed", None),
+    "repeats": ("Rounds (repeats)", None),
+    "repeats_auto": ("Rounds chosen automatically", _yes_no),
+    "max_rounds": ("Most rounds (automatic)", None),
+    "auto_stopped_by": ("Automatic rounds stopped by", _or("–")),
+    "time_budget_s": ("Time budget", _seconds_or("none")),
+    "memory_limit_bytes": ("Memory limit", _bytes_or("none")),
+    "drop_last": ("Drop the last partial batch", _yes_no),
+    "workers": ("Data-loader workers", None),
+    "breakdown": ("Step breakdown (--breakdown)", _yes_no),
+    "sample_interval_s": ("Hardware sampling interval", _interval),
+    "target": ("Target", _or("none")),
+    "channels_last": ("Channels-last memory format", _yes_no),
+    "compile": ("torch.compile", _yes_no),
+    "accumulate": ("Gradient accumulation", _accumulate),
+    "lr_scaling": ("Learning-rate scaling", None),
+    "base_batch_size": ("Base batch size (learning-rate scaling)", _or("smallest planned")),
+    "lr_warmup_steps": ("Learning-rate warm-up steps", None),
+    "isolation": ("Isolation", None),
+    "trial_timeout_s": ("Trial timeout", _seconds_or("none")),
+    "child_env_cpu": ("Environment added for CPU trials", _child_env),
+    "notes": ("Notes", lambda v, _all: "; ".join(map(str, v)) if v else "none"),
+}
+
+
+def _plain(value: Any) -> str:
+    """A value without a known meaning, readably: lists joined, booleans as yes/no."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) if value else "none"
+    return str(value)
+
+
+def pretty_key(key: str) -> str:
+    """``memory_limit_bytes`` → ``Memory limit``: a label for a key with no known one."""
+    for suffix in ("_bytes", "_s"):
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[: -len(suffix)]
+            break
+    words = key.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else key
+
+
+def _guess(key: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key.endswith("_bytes"):
+            return format_bytes(value)
+        if key.endswith("_s"):
+            return format_seconds(float(value))
+    return _plain(value)
+
+
+def readable_rows(
+    values: Mapping[str, Any], labels: Mapping[str, tuple[str, Formatter | None]]
+) -> list[list[str]]:
+    """``[label, value]`` for every recorded key: the known ones first, in ``labels`` order."""
+    keys = [k for k in labels if k in values]
+    keys += [str(k) for k in values if k not in labels]
+    rows = []
+    for key in keys:
+        label, fmt = labels.get(key, (pretty_key(key), None))
+        value = values[key]
+        rows.append([label, fmt(value, values) if fmt is not None else _guess(key, value)])
+    return rows
+
+
+def environment_rows(env: Mapping[str, Any]) -> list[list[str]]:
+    """The machine and software, as readable ``[label, value]`` rows."""
+    return readable_rows(env, ENV_LABELS)
+
+
+def settings_rows(settings: Mapping[str, Any]) -> list[list[str]]:
+    """The protocol, as readable ``[label, value]`` rows."""
+    return readable_rows(settings, SETTINGS_LABELS)
 
 
 def machine_summary(env: Mapping[str, Any]) -> str:
@@ -169,12 +369,33 @@ def protocol_summary(settings: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- the run report
 
 
+def _gpu_summary(env: Mapping[str, Any]) -> str | None:
+    """'2 × NVIDIA H200 (139 GiB)': the GPUs in one phrase, for the header."""
+    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)]
+    if not gpus:
+        return None
+    kinds = Counter(f"{g.get('name')} ({format_bytes(g.get('memory_bytes'))})" for g in gpus)
+    return ", ".join(f"{n} × {k}" if n > 1 else k for k, n in kinds.items())
+
+
 def _header_fields(run: RunResult) -> list[tuple[str, str]]:
+    """The few lines above the verdict: what was trained, where, and how."""
     w, env = run.workload, run.environment
-    fields = [
-        ("Run", f"{run.run_id}, created {run.created}"),
+    machine = machine_summary(env)
+    gpus = _gpu_summary(env)
+    if gpus:
+        machine += f"; GPU: {gpus}"
+    return [
         ("Workload", f"{w.get('name', '?')} — {w.get('description') or 'no description'}"),
+        ("Machine", machine),
+        ("Protocol", protocol_summary(run.settings)),
     ]
+
+
+def _run_fields(run: RunResult) -> list[tuple[str, str]]:
+    """The rest of what identifies the run, shown after the plots."""
+    w, env = run.workload, run.environment
+    fields = [("Run", f"{run.run_id}, created {run.created}")]
     if w.get("spec") and w.get("spec") != w.get("name"):
         fields.append(("Workload spec", str(w.get("spec"))))
     if w.get("parameters") is not None:
@@ -182,9 +403,6 @@ def _header_fields(run: RunResult) -> list[tuple[str, str]]:
     options = {k: v for k, v in (w.get("options") or {}).items() if v not in (None, {}, [], "")}
     if options:
         fields.append(("Workload options", ", ".join(f"{k}={v}" for k, v in options.items())))
-    for note in w.get("notes") or []:
-        fields.append(("Note", str(note)))
-    fields.append(("Machine", machine_summary(env)))
     for gpu in env.get("gpus") or []:
         if isinstance(gpu, dict):
             fields.append(
@@ -194,40 +412,72 @@ def _header_fields(run: RunResult) -> list[tuple[str, str]]:
                 )
             )
     fields.append(("Software", software_summary(env)))
-    fields.append(("Protocol", protocol_summary(run.settings)))
     fields.append(("Devices", ", ".join(run.devices) or "–"))
     return fields
 
 
+def _run_notes(run: RunResult) -> list[str]:
+    """The workload's and the sweep's notes (e.g. a busy machine): caveats on every number."""
+    notes = [str(n) for n in run.workload.get("notes") or []]
+    notes += [str(n) for n in run.settings.get("notes") or [] if str(n) not in notes]
+    return notes
+
+
+#: the recommendation's choices after the first ("Use"), in the order they are listed
+_OTHER_CHOICES = (
+    ("Fastest", "best_throughput"),
+    ("Largest that fits", "largest_that_fits"),
+    ("Smallest within 5 % of the fastest", "smallest_near_best"),
+    ("Reaches the target soonest", "reaches_target_soonest"),
+)
+
+
 def _recommendation_fields(d: DeviceAnalysis) -> list[tuple[str, str]]:
-    rec = d.recommendation
+    """Every choice but "Use" (the verdict above the table says that one)."""
     out = []
-    for label, choice in (
-        ("Use", rec.recommended),
-        ("Fastest", rec.best_throughput),
-        ("Largest that fits", rec.largest_that_fits),
-        ("Smallest within 5 % of the fastest", rec.smallest_near_best),
-        ("Reaches the target soonest", rec.reaches_target_soonest),
-    ):
+    for label, attr in _OTHER_CHOICES:
+        choice = getattr(d.recommendation, attr)
         if choice is not None:
             out.append((label, f"batch size {choice.batch_size} — {choice.reason}"))
     return out
 
 
-def _device_blocks(run: RunResult, d: DeviceAnalysis) -> list[Block]:
-    blocks: list[Block] = [Heading(2, f"Device {d.device}")]
+def _verdict(d: DeviceAnalysis) -> tuple[str, int | None]:
+    """The "use batch size …" line of a series, and that batch size."""
+    use = d.recommendation.recommended or d.recommendation.best_throughput
+    if use is None:
+        return "no successful trial: no batch size to recommend", None
+    return f"Use batch size {use.batch_size} — {use.reason}", use.batch_size
+
+
+def _glance_blocks(run: RunResult, d: DeviceAnalysis, *, titled: bool) -> list[Block]:
+    """A series' verdict and its results table: the first thing the report shows."""
+    verdict, chosen = _verdict(d)
+    blocks: list[Block] = [Heading(3, d.device)] if titled else []
+    if not titled:  # the only series: say which it is in the line itself
+        verdict = f"On {d.device}: {verdict[0].lower()}{verdict[1:]}"
+    blocks.append(Paragraph(verdict, kind="verdict"))
     rows = device_rows(run, d.device, d)
     if rows:
         cols = headers(run)
         blocks.append(
             Table(
                 headers=cols,
-                rows=[list(vars(r).values()) for r in rows],
+                rows=[r.cells() for r in rows],
                 align=["right"] * (len(cols) - 1) + ["left"],
                 failed_rows={i for i, r in enumerate(rows) if r.status != "ok"},
+                chosen_rows={i for i, r in enumerate(rows) if r.batch_size == str(chosen)},
             )
         )
-        blocks.append(Paragraph(f"Brackets: the {INTERVAL_NAME} (95 % CI).", kind="muted"))
+    return blocks
+
+
+def _device_blocks(d: DeviceAnalysis) -> list[Block]:
+    """A series' details: the other choices, shape and fits, causes, failures, warnings."""
+    blocks: list[Block] = [Heading(2, f"Device {d.device}")]
+    recs = _recommendation_fields(d)
+    if recs:
+        blocks += [Heading(3, "Recommendation"), Fields(recs)]
     fits: list[tuple[str, str]] = []
     if d.u_shape is not None:
         fits.append(("U shape", d.u_shape.message))
@@ -241,9 +491,6 @@ def _device_blocks(run: RunResult, d: DeviceAnalysis) -> list[Block]:
     blocks += [Heading(3, "Shape and fits"), Fields(fits)]
     if d.causes:
         blocks += [Heading(3, "Measured causes"), Bullets(list(d.causes))]
-    recs = _recommendation_fields(d)
-    blocks.append(Heading(3, "Recommendation"))
-    blocks.append(Fields(recs) if recs else Paragraph("no recommendation: no trial succeeded"))
     if d.notes:
         blocks.append(Bullets(list(d.notes), kind="muted"))
     if d.failed:
@@ -262,47 +509,67 @@ def _device_blocks(run: RunResult, d: DeviceAnalysis) -> list[Block]:
     return blocks
 
 
+def _key_value_table(rows: list[list[str]], what: str) -> Table:
+    return Table(headers=[what, "Value"], rows=rows, align=["left", "left"], row_headers=True)
+
+
 def report_document(
     run: RunResult, analysis: RunAnalysis | None = None, *, figures: Iterable[str] = ()
 ) -> Document:
-    """The whole report; ``figures`` are the PNG file names to show (see :mod:`.plots`)."""
+    """The whole report; ``figures`` are the PNG file names to show (see :mod:`.plots`).
+
+    Ordered for a reader with one question, "which batch size?": the verdict and the
+    results table of every series come first (one screen), then speedups between
+    series, the details behind each verdict, the plots, and last the full record of
+    the machine and the protocol.
+    """
     from batchscope.analyse.explain import analyse_run
-    from batchscope.engine.variants import series_view
-    from batchscope.report.plots import plot_title
+    from batchscope.core.series import series_view
+    from batchscope.report.plots import plot_caption, plot_title
 
     run = series_view(run)  # one section per (device, variant): "cpu bf16"
     if analysis is None:
         analysis = analyse_run(run)
     name = str(run.workload.get("name", "?"))
-    blocks: list[Block] = [Fields(_header_fields(run))]
-
-    glance: list[tuple[str, str]] = [] if analysis.devices else [("Trials", "none finished yet")]
+    blocks: list[Block] = [Fields(_header_fields(run)), Heading(2, "At a glance")]
+    if not analysis.devices:
+        blocks.append(Fields([("Trials", "none finished yet")]))
+    titled = len(analysis.devices) > 1
     for d in analysis.devices:
-        use = d.recommendation.recommended or d.recommendation.best_throughput
-        if use is not None:
-            glance.append((d.device, f"use batch size {use.batch_size} — {use.reason}"))
-        else:
-            glance.append((d.device, "no successful trial"))
-    blocks += [Heading(2, "At a glance"), Fields(glance)]
+        blocks += _glance_blocks(run, d, titled=titled)
+    if any(device_rows(run, d.device, d) for d in analysis.devices):
+        blocks.append(
+            Paragraph(
+                f"Brackets: the {INTERVAL_NAME} (95 % CI); (n): the measured steps, "
+                "rounds × steps. Relative: samples/s as a share of the series' fastest.",
+                kind="muted",
+            )
+        )
 
     speed = [speedup_text(s) for s in [*analysis.speedups, *analysis.best_vs_best]]
     if speed:
         blocks += [Heading(2, "Speedups"), Bullets(speed)]
+    notes = _run_notes(run)
+    if notes:
+        blocks += [Heading(2, "Notes"), Bullets(notes, kind="muted")]
+
+    for d in analysis.devices:
+        blocks += _device_blocks(d)
 
     figures = list(figures)
     if figures:
         blocks.append(Heading(2, "Plots"))
-        blocks += [Figure(f, plot_title(f)) for f in figures]
+        blocks += [Figure(f, plot_title(f), plot_caption(f)) for f in figures]
 
-    for d in analysis.devices:
-        blocks += _device_blocks(run, d)
-
-    for title, values in (("Environment", run.environment), ("Settings", run.settings)):
+    blocks += [Heading(2, "Run"), Fields(_run_fields(run))]
+    for title, rows, what in (
+        ("Environment", environment_rows(run.environment), "Machine and software"),
+        ("Settings", settings_rows(run.settings), "Setting"),
+    ):
         blocks.append(Heading(2, title))
-        if values:
-            blocks.append(Fields(environment_fields(values)))
-        else:
-            blocks.append(Paragraph("not recorded", kind="muted"))
+        blocks.append(
+            _key_value_table(rows, what) if rows else Paragraph("not recorded", kind="muted")
+        )
     return Document(title=f"batchscope report: {name} — run {run.run_id}", blocks=blocks)
 
 
@@ -392,7 +659,7 @@ def compare_document(a: RunResult, b: RunResult) -> Document:
     """
     from batchscope.analyse.explain import analyse_run, side
     from batchscope.analyse.speedup import compare
-    from batchscope.engine.variants import series_view
+    from batchscope.core.series import series_view
 
     a, b = series_view(a), series_view(b)
     ana_a, ana_b = analyse_run(a), analyse_run(b)
@@ -548,7 +815,11 @@ def render_markdown(doc: Document, *, images: bool = True) -> str:
         elif isinstance(block, Paragraph):
             prefix = "> **Warning:** " if block.kind == "warning" else ""
             text = md_escape(block.text, line_start=True)
-            lines.append(f"{prefix}{'*' + text + '*' if block.kind == 'muted' else text}")
+            if block.kind == "muted":
+                text = f"*{text}*"
+            elif block.kind == "verdict":
+                text = f"**{text}**"
+            lines.append(f"{prefix}{text}")
         elif isinstance(block, Bullets):
             prefix = "⚠ " if block.kind == "warning" else ""
             lines += [f"- {prefix}{md_escape(item, line_start=True)}" for item in block.items]
@@ -559,6 +830,8 @@ def render_markdown(doc: Document, *, images: bool = True) -> str:
         elif isinstance(block, Figure):
             if images:
                 lines.append(f"![{md_escape(block.title)}]({block.filename})")
+                if block.caption:
+                    lines += ["", f"*{md_escape(block.caption, line_start=True)}*"]
             else:
                 lines.pop()
     return "\n".join(lines) + "\n"

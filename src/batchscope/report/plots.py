@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchscope.analyse.explain import NO_STEP_TIMES
+from batchscope.report.wording import INTERVAL_NAME
 from batchscope.units import format_bytes
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ PALETTE = (
 
 @dataclass(frozen=True)
 class PlotSpec:
-    """One figure of the report: its file stem, its title for captions, and its maker."""
+    """One figure of the report: its file stem, its title (alt text), its maker, and the
+    caption under it, which says what is drawn and what the bars mean (not the title again)."""
 
     name: str
     title: str
     render: Callable[..., bytes | None]
+    caption: str = ""
 
     @property
     def filename(self) -> str:
@@ -726,13 +729,52 @@ def plot_quality(analysis: RunAnalysis, *, workload: str | None = None) -> bytes
     return None if fig is None else _png(fig)
 
 
+#: what the caption says of points without an interval and of failed batch sizes
+_HOLLOW = "hollow points: too few steps for an interval (not judged)"
+_FAILED = "× on the axis: a batch size that failed (its status above it)"
+
 #: The report's figures in display order.
 PLOTS: tuple[PlotSpec, ...] = (
-    PlotSpec("time_per_sample", "Time per sample against batch size", plot_time_per_sample),
-    PlotSpec("throughput", "Throughput against batch size", plot_throughput),
-    PlotSpec("memory", "Peak memory against batch size", plot_memory),
-    PlotSpec("relative", "Relative performance per batch size", plot_relative),
-    PlotSpec("quality", "Validation metric against batch size and wall time", plot_quality),
+    PlotSpec(
+        "time_per_sample",
+        "Time per sample against batch size",
+        plot_time_per_sample,
+        "The median time per sample (step time ÷ batch size) at each batch size, one line "
+        f"per series (lower is better); bars: {INTERVAL_NAME}; {_HOLLOW}; dashed: the fitted "
+        f"T(b) = c/b^α + T_min (dotted where it does not fit); {_FAILED}.",
+    ),
+    PlotSpec(
+        "throughput",
+        "Throughput against batch size",
+        plot_throughput,
+        "Training samples per second (batch size ÷ median step time) at each batch size "
+        f"(higher is better); bars: {INTERVAL_NAME}; {_HOLLOW}; dashed: the fitted saturation "
+        f"curve X(b) = X_max·b/(b + b½), dotted where it does not fit; {_FAILED}.",
+    ),
+    PlotSpec(
+        "memory",
+        "Peak memory against batch size",
+        plot_memory,
+        "Peak memory of the trial at each batch size (the largest over rounds; one reading, "
+        "so no bars); dashed: the fitted line a + m·b, drawn on to the failed sizes to show "
+        f"why they failed; red dash-dot: the memory limit, when one was set; {_FAILED}.",
+    ),
+    PlotSpec(
+        "relative",
+        "Relative performance per batch size",
+        plot_relative,
+        "Each batch size's samples/s as a percentage of its series' fastest (the black-edged "
+        "bar, 100 %); bars: 95 % interval of the ratio to the fastest; dotted line: 95 % of "
+        "the fastest; × at the bottom: a batch size that failed.",
+    ),
+    PlotSpec(
+        "quality",
+        "Validation metric against batch size and wall time",
+        plot_quality,
+        "Left: the validation metric after the final epoch at each batch size, median over "
+        "repeats, bars: min–max of the repeats. Right: the metric after each epoch against "
+        "the protocol's wall time, one line per batch size and repeat. Dashed: the --target.",
+    ),
 )
 
 
@@ -759,3 +801,13 @@ def plot_title(filename: str) -> str:
     from batchscope.report.timeline import HARDWARE_TITLES
 
     return HARDWARE_TITLES.get(filename, filename)
+
+
+def plot_caption(filename: str) -> str:
+    """What a figure shows and what its bars are, for the text under it (never its title)."""
+    for spec in PLOTS:
+        if spec.filename == filename:
+            return spec.caption
+    from batchscope.report.timeline import HARDWARE_CAPTIONS
+
+    return HARDWARE_CAPTIONS.get(filename, "")

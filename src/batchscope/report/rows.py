@@ -4,13 +4,17 @@ One row per batch size of a series, its rounds combined: every figure comes from
 analysis' points (:mod:`batchscope.analyse.points`), so the table, the plots and the
 recommendation show the same numbers. Columns:
 
-* **Step time** — the median step time with its 95 % interval and the measured steps
-  (``3×20``: three rounds of 20);
+* **Step time** — the median step time with its 95 % interval; **n** the measured
+  steps (``3×20``: three rounds of 20);
 * **Samples/s** — samples per step ÷ the median step time, with its interval;
 * **Relative** — samples/s as a share of the series' fastest (the point figures);
 * **Time** — with ``--epochs`` the measured protocol (median over rounds); with
   steps the estimated epoch, ``samples_per_epoch / samples/s``;
 * **Samples/epoch**, **Peak memory** (the largest over rounds) and **Status**, one word.
+
+The terminal shows a compact table below 120 columns (batch, step time, n, samples/s,
+relative, peak memory, status: it fits 80 columns) and the full one from 120 or with
+``--wide``; reports always show the full one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchscope.core.results import RunResult, TrialResult
-from batchscope.report.wording import samples_per_s, step_time, steps_count
+from batchscope.report.wording import fmt_rate, samples_per_s, step_time, steps_count
 from batchscope.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -29,25 +33,48 @@ if TYPE_CHECKING:
 @dataclass
 class Row:
     batch_size: str
+    #: the median step time and its 95 % interval
     step_time: str
+    #: measured steps: "20", or "3×20" for three rounds of 20
+    n: str
     samples_per_s: str
     relative: str
     time: str
     samples_per_epoch: str
     memory: str
     status: str
+    #: samples/s without its interval (the compact table's column)
+    samples_per_s_value: str = "–"
+
+    def cells(self, wide: bool = True) -> list[str]:
+        """The row's cells for the full table (reports, ``--wide``) or the compact one."""
+        return [getattr(self, field) for _, field in (WIDE if wide else COMPACT)]
 
 
-COLUMNS = (
-    "Batch size",
-    "Step time [95 % CI] (n)",
-    "Samples/s [95 % CI]",
-    "Relative",
-    "{time}",
-    "Samples/epoch",
-    "Peak memory",
-    "Status",
+#: (header, Row field) of the full table; {time} is the protocol's or the estimated epoch's
+WIDE = (
+    ("Batch size", "batch_size"),
+    ("Step time [95 % CI]", "step_time"),
+    ("n", "n"),
+    ("Samples/s [95 % CI]", "samples_per_s"),
+    ("Relative", "relative"),
+    ("{time}", "time"),
+    ("Samples/epoch", "samples_per_epoch"),
+    ("Peak memory", "memory"),
+    ("Status", "status"),
 )
+#: the table that fits an 80-column terminal
+COMPACT = (
+    ("Batch", "batch_size"),
+    ("Step time [95% CI]", "step_time"),
+    ("n", "n"),
+    ("Samples/s", "samples_per_s_value"),
+    ("Rel.", "relative"),
+    ("Peak mem", "memory"),
+    ("Status", "status"),
+)
+#: the terminal table is the full one from this width on
+WIDE_FROM_COLUMNS = 120
 
 
 def time_label(run: RunResult) -> str:
@@ -57,8 +84,8 @@ def time_label(run: RunResult) -> str:
     return "Epoch time (est.)"
 
 
-def headers(run: RunResult) -> list[str]:
-    return [c.format(time=time_label(run)) for c in COLUMNS]
+def headers(run: RunResult, wide: bool = True) -> list[str]:
+    return [h.format(time=time_label(run)) for h, _ in (WIDE if wide else COMPACT)]
 
 
 def _median(values: list[float]) -> float:
@@ -97,6 +124,7 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
                 Row(
                     batch_size=str(b),
                     step_time="–",
+                    n="–",
                     samples_per_s="–",
                     relative="–",
                     time=format_seconds(first.total_time_s)
@@ -124,8 +152,10 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
         rows.append(
             Row(
                 batch_size=str(b),
-                step_time=f"{step_time(p)} ({steps_count(p)})",
+                step_time=step_time(p),
+                n=steps_count(p),
                 samples_per_s=samples_per_s(p),
+                samples_per_s_value=fmt_rate(p.samples_per_s),
                 relative=f"{rel:.1%}" if rel is not None else "–",
                 time=time,
                 samples_per_epoch=str(p.samples_per_epoch)

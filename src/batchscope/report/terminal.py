@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from batchscope.core.results import RunResult
-from batchscope.report.rows import device_rows, headers
+from batchscope.report.rows import WIDE_FROM_COLUMNS, device_rows, headers
 
 if TYPE_CHECKING:
     from batchscope.analyse.explain import RunAnalysis
 
 
-def render_run(run: RunResult, analysis: RunAnalysis | None = None) -> Group:
+def render_run(run: RunResult, analysis: RunAnalysis | None = None, *, wide: bool = True) -> Group:
+    """The tables (full, or compact for a narrow terminal), verdict lines and speedups."""
     from batchscope.analyse.explain import analyse_run
-    from batchscope.engine.variants import series_view
+    from batchscope.core.series import series_view
     from batchscope.report.wording import speedup_text, summary_lines
 
     run = series_view(run)  # one table per (device, variant): "cpu bf16"
@@ -27,13 +29,20 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None) -> Group:
     workload = run.workload.get("name", "?")
     for device in run.devices:
         found = analysis.device(device)
-        table = Table(title=f"{workload} on {device}", title_justify="left")
-        cols = headers(run)
+        table = Table(
+            title=f"{workload} on {device}",
+            title_justify="left",
+            box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+            pad_edge=wide,
+        )
+        cols = headers(run, wide)
         for i, header in enumerate(cols):
-            table.add_column(header, justify="left" if i == len(cols) - 1 else "right")
+            table.add_column(
+                header, justify="left" if i == len(cols) - 1 else "right", no_wrap=not wide
+            )
         for row in device_rows(run, device, found):
             style = None if row.status == "ok" else "red"
-            table.add_row(*vars(row).values(), style=style)
+            table.add_row(*row.cells(wide), style=style)
         parts.append(table)
         if found is not None:
             parts += [Text(line) for line in summary_lines(found)]
@@ -44,5 +53,8 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None) -> Group:
     return Group(*parts)
 
 
-def print_run(run: RunResult, console: Console) -> None:
-    console.print(render_run(run))
+def print_run(run: RunResult, console: Console, *, wide: bool | None = None) -> None:
+    """Print the run at the console's width: the full table from 120 columns (or ``wide``)."""
+    if wide is None:
+        wide = console.width >= WIDE_FROM_COLUMNS
+    console.print(render_run(run, wide=wide))

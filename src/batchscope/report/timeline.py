@@ -8,13 +8,14 @@ matplotlib's object API (no pyplot state), rendered with the Agg canvas.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchscope.core.results import RunResult
-from batchscope.hardware.monitor import Sample, samples_to_rows
+from batchscope.core.samples import Sample, samples_to_rows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,10 +24,27 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 
-#: figure file name -> caption, for the report
+#: figure file name -> title, for the report's alt text
 HARDWARE_TITLES = {
     "timeline.png": "Hardware timeline: utilisation and memory during each trial",
     "step_split.png": "Where each step's time goes, per batch size",
+}
+
+#: figure file name -> caption: what is drawn and that there are no error bars
+HARDWARE_CAPTIONS = {
+    "timeline.png": (
+        "The sweep as it ran, trial after trial. Top: CPU use of the measured process tree "
+        "(% of all cores) and each GPU's utilisation; below: the process tree's resident "
+        "memory and each GPU's memory used (and GPU power where it was read). Raw readings, "
+        "so no bars; a dotted line and label (bs=…) mark where each trial started, gaps are "
+        "the time between trials, a red ▲ a reading above 100 % (a sampling artefact)."
+    ),
+    "step_split.png": (
+        "Bar height: the median time per sample at each batch size (the table's figure); "
+        "segments: each phase's share of the measured steps' time in the first round (data "
+        "wait, host-to-device copy, forward, backward, optimizer; compute without "
+        '--breakdown). Shares, so no bars; "input-bound" marks a wait for data above 20 %.'
+    ),
 }
 
 PHASE_COLOURS = {
@@ -48,6 +66,64 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+#: the timeline's width (inches): the plots' width plus room for the legends on the right
+TIMELINE_WIDTH = 10.0
+#: the utilisation axis ends here (%); readings above (sampling artefacts of very short
+#: intervals: a process cannot use more than every core) are marked at the top edge
+UTIL_TOP = 105.0
+
+
+def _top(values: Sequence[float | None], floor: float = 1e-9) -> float | None:
+    """The axis' upper limit: the largest reading plus 15 % headroom (None without data)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite or max(finite) <= floor:
+        return None
+    return 1.15 * max(finite)
+
+
+def _label_marks(ax: Any, marks: Sequence[tuple[float, str]], span: tuple[float, float]) -> None:
+    """Each trial's label in a band above the top axes, where no trace can cover it.
+
+    Horizontal when the labels fit between their lines, else upright; a label that would
+    still touch its left neighbour is left out (its dotted line stays).
+    """
+    from matplotlib.transforms import blended_transform_factory
+
+    if not marks:
+        return
+    lo, hi = span
+    width_px = ax.get_position().width * ax.figure.get_figwidth() * ax.figure.dpi
+    px_per_s = width_px / max(hi - lo, 1e-9)
+    char_px = 6.4  # x-small text at the figure's dpi
+    ordered = sorted(marks)
+    gaps = [b[0] - a[0] for a, b in zip(ordered, ordered[1:], strict=False)]
+    longest = max(len(label) for _, label in ordered)
+    flat = not gaps or min(gaps) * px_per_s >= longest * char_px + 8
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    last_px: float | None = None
+    for when, label in ordered:
+        if not lo <= when <= hi:
+            continue
+        at_px = (when - lo) * px_per_s
+        need = len(label) * char_px + 8 if flat else 13
+        if last_px is not None and at_px - last_px < need:
+            continue
+        last_px = at_px
+        ax.text(
+            when,
+            1.035,
+            label,
+            transform=trans,
+            rotation=0 if flat else 90,
+            ha="left" if flat else "center",
+            va="bottom",
+            fontsize="x-small",
+            color="#333333",
+            clip_on=False,
+            zorder=10,
+        )
+
+
 def timeline_figure(
     rows: Sequence[dict[str, Any]],
     *,
@@ -58,7 +134,9 @@ def timeline_figure(
     """Utilisation (CPU of the process tree as % of all cores, each GPU) and memory over time.
 
     ``rows`` are :func:`batchscope.hardware.monitor.samples_to_rows` dicts; rows with a
-    ``None`` time are drawn as gaps (between trials).
+    ``None`` time are drawn as gaps (between trials). The trials' labels sit in a band
+    above the plot and the legends right of it, so neither hides a trace; memory and
+    power axes reach 15 % above their largest reading, so no trace is cut off.
     """
     from matplotlib.figure import Figure
 
@@ -73,7 +151,7 @@ def timeline_figure(
     )
     has_power = any(r.get(f"gpu{i}_power_w") is not None for r in rows for i in gpu_indices)
     n_axes = 3 if has_power else 2
-    fig = Figure(figsize=(9, 2.3 * n_axes + 0.7))
+    fig = Figure(figsize=(TIMELINE_WIDTH, 2.3 * n_axes + 1.0), layout="constrained")
     axes = fig.subplots(n_axes, 1, sharex=True)
     ax_util, ax_mem = axes[0], axes[1]
     t = [r.get("t_s") for r in rows]
@@ -81,56 +159,68 @@ def timeline_figure(
     def series(key: str, scale: float = 1.0) -> list[float | None]:
         return [None if r.get(key) is None else float(r[key]) * scale for r in rows]
 
-    ax_util.plot(
-        t,
-        series("cpu_process_percent", 1.0 / cores),
-        color="tab:blue",
-        label=f"CPU (process, % of {cores} cores)",
-    )
-    for i in gpu_indices:
+    cpu = series("cpu_process_percent", 1.0 / cores)
+    util = [(f"CPU, process tree\n(% of {cores} cores)", "tab:blue", cpu)]
+    util += [
+        (f"GPU {i} utilisation", f"C{i + 1}", series(f"gpu{i}_utilization_percent"))
+        for i in gpu_indices
+    ]
+    over: list[float] = []
+    for label, colour, values in util:
+        ax_util.plot(t, values, color=colour, label=label, zorder=3)
+        over += [x for x, v in zip(t, values, strict=True) if x is not None and v and v > UTIL_TOP]
+    if over:
         ax_util.plot(
-            t,
-            series(f"gpu{i}_utilization_percent"),
-            color=f"C{i + 1}",
-            label=f"GPU {i} utilisation",
+            over,
+            [UTIL_TOP - 2] * len(over),
+            linestyle="none",
+            marker="^",
+            markersize=5,
+            color="tab:red",
+            clip_on=False,
+            zorder=4,
+            label="reading above 100 %\n(sampling artefact)",
         )
     ax_util.set_ylabel("Utilisation (%)")
-    ax_util.set_ylim(0, 105)
-    ax_mem.plot(
-        t, series("rss_bytes", 1 / GIB), color="tab:blue", label="Resident memory (process tree)"
+    ax_util.set_ylim(0, UTIL_TOP)
+    peak_bytes = max(
+        (
+            float(v)
+            for key in ["rss_bytes", *(f"gpu{i}_memory_used_bytes" for i in gpu_indices)]
+            for row in rows
+            if isinstance(v := row.get(key), (int, float))
+        ),
+        default=0.0,
     )
-    for i in gpu_indices:
-        ax_mem.plot(
-            t,
-            series(f"gpu{i}_memory_used_bytes", 1 / GIB),
-            color=f"C{i + 1}",
-            label=f"GPU {i} memory used",
-        )
-    ax_mem.set_ylabel("Memory (GiB)")
-    ax_mem.set_ylim(bottom=0)
+    unit, unit_name = (GIB, "GiB") if peak_bytes >= GIB else (1024.0**2, "MiB")  # the data's scale
+    memory = [("Resident memory\n(process tree)", "tab:blue", series("rss_bytes", 1 / unit))]
+    memory += [
+        (f"GPU {i} memory used", f"C{i + 1}", series(f"gpu{i}_memory_used_bytes", 1 / unit))
+        for i in gpu_indices
+    ]
+    for label, colour, values in memory:
+        ax_mem.plot(t, values, color=colour, label=label, zorder=3)
+    ax_mem.set_ylabel(f"Memory ({unit_name})")
+    ax_mem.set_ylim(0, _top([v for _, _, vs in memory for v in vs]) or 1.0)
     if has_power:
-        for i in gpu_indices:
-            axes[2].plot(t, series(f"gpu{i}_power_w"), color=f"C{i + 1}", label=f"GPU {i} power")
+        power = [series(f"gpu{i}_power_w") for i in gpu_indices]
+        for i, values in zip(gpu_indices, power, strict=True):
+            axes[2].plot(t, values, color=f"C{i + 1}", label=f"GPU {i} power", zorder=3)
         axes[2].set_ylabel("Power (W)")
-        axes[2].set_ylim(bottom=0)
+        axes[2].set_ylim(0, _top([v for vs in power for v in vs]) or 1.0)
     for ax in axes:
         for when, _label in marks:
-            ax.axvline(when, color="grey", linewidth=0.8, linestyle=":")
+            ax.axvline(when, color="grey", linewidth=0.8, linestyle=":", zorder=2)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize="small")
-    for when, label in marks:
-        ax_util.annotate(
-            label,
-            (when, 103),
-            fontsize="x-small",
-            rotation=90,
-            va="top",
-            ha="right",
-            color="dimgrey",
-        )
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     axes[-1].set_xlabel("Time (s)")
     fig.suptitle(title)
-    fig.tight_layout()
+    times = [x for x in t if x is not None] + [w for w, _ in marks]
+    if times:
+        lo, hi = min(times), max(times)
+        pad = 0.02 * (hi - lo) or 1.0
+        ax_util.set_xlim(lo - pad, hi + pad)
+        _label_marks(ax_util, marks, (lo - pad, hi + pad))
     return fig
 
 
