@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from batchscope.analyse.curves import KINDS, read_table
-from batchscope.analyse.curves import parse_value as curves_parse_value
+from batchscope.analyse.fit_table import KINDS, read_table
+from batchscope.analyse.fit_table import parse_value as curves_parse_value
 from batchscope.core.plan import parse_batch_sizes
 from batchscope.core.target import Target, parse_target
 from batchscope.errors import UsageError
@@ -368,11 +368,6 @@ def test_parse_fit_does_not_need_fastai() -> None:
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-@pytest.mark.xfail(
-    reason="known bug in integrations/fastai.py (not fixed here): ast.parse raises "
-    "RecursionError / MemoryError on very deeply nested --fit text instead of a UsageError",
-    strict=False,
-)
 def test_fit_deep_nesting_is_a_usage_error() -> None:
     for text in ("fit(1, lr=" + "1+" * 100_000 + "1)", "fit(" + "-" * 100_000 + "1)"):
         outcome(functools.partial(parse_fit, text))
@@ -396,12 +391,6 @@ def alarm() -> Iterator[Callable[[float], None]]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.xfail(
-    reason="known bug in integrations/fastai.py (not fixed here): FitProtocol.epochs sums "
-    "cycle_len * cycle_mult**i over n_cycles, so 'fit_sgdr(1000000000, 1)' never returns",
-    raises=TimeoutError,
-    strict=False,
-)
 def test_fit_sgdr_with_a_huge_cycle_count_returns(alarm: Callable[[float], None]) -> None:
     alarm(1.0)
     outcome(lambda: parse_fit("fit_sgdr(1000000000, 1)"))

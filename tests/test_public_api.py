@@ -74,7 +74,7 @@ def test_import_batchscope_does_not_import_torch() -> None:
 def test_help_does_not_import_torch() -> None:
     script = f"""
 import sys
-from batchscope.cli import app as cli
+from batchscope.cli import main as cli
 try:
     cli.main(["--help"])
 except SystemExit as stop:
@@ -91,7 +91,7 @@ print("ok")
 def test_sweep_help_does_not_import_torch() -> None:
     script = f"""
 import sys
-from batchscope.cli import app as cli
+from batchscope.cli import main as cli
 try:
     cli.main(["sweep", "--help"])
 except SystemExit as stop:

@@ -46,7 +46,7 @@ __all__ = [
 _LAZY = {
     "BatchscopeError": "batchscope.errors",
     "CurveFit": "batchscope.analyse.curves",
-    "detect_u_shape": "batchscope.analyse.curves",
+    "detect_u_shape": "batchscope.analyse.ushape",
     "fit_throughput_model": "batchscope.analyse.curves",
     "fit_time_model": "batchscope.analyse.curves",
     "RunAnalysis": "batchscope.analyse.explain",

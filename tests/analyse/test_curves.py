@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchscope.analyse.curves import (
-    detect_u_shape,
-    fit_table,
-    fit_throughput_model,
-    fit_time_model,
-    parse_value,
-    read_table,
-)
+from batchscope.analyse.curves import fit_throughput_model, fit_time_model
+from batchscope.analyse.fit_table import fit_table, parse_value, read_table
+from batchscope.analyse.ushape import detect_u_shape
 from batchscope.errors import UsageError
 
 TRUE_TIME = {"c": 0.5, "alpha": 0.8, "t_min": 0.002}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from batchscope.core import series
 from batchscope.core.plan import Plan, TrialSpec
 from batchscope.core.results import RunResult, StepStats, TrialResult
 from batchscope.engine import variants
@@ -229,15 +230,15 @@ def test_series_view_keeps_variants_apart_and_is_idempotent() -> None:
             _trial(16, 0.040, accumulate=4),
         ]
     )
-    view = variants.series_view(run)
+    view = series.series_view(run)
     assert view.devices == ["cpu", "cpu bf16", "cpu acc=4"]
     acc = [t for t in view.trials if t.device == "cpu acc=4"][0]
     assert acc.batch_size == 64  # keyed by the effective batch size
     assert acc.time_per_sample_s == pytest.approx(0.040 / 64)
-    assert variants.series_view(view).devices == view.devices
+    assert series.series_view(view).devices == view.devices
     assert [t.device for t in run.trials] == ["cpu"] * 3  # the stored run is untouched
     plain = _run([_trial(16, 0.01)])
-    assert variants.series_view(plain) is plain
+    assert series.series_view(plain) is plain
 
 
 def test_report_shows_a_table_per_variant_and_their_speedup() -> None:

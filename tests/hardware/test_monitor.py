@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import os
 import subprocess
 import sys
+import threading
+import time
 import types
 
+import psutil
 import pytest
 
+from batchscope.core.samples import Sample, samples_to_rows
 from batchscope.hardware.monitor import (
     CpuSource,
     NvmlSource,
     RaplSource,
-    Sample,
     Sampler,
-    samples_to_rows,
+    lower_thread_priority,
     summarise,
 )
 
@@ -201,3 +206,173 @@ def test_nvml_on_a_real_gpu() -> None:
     source.read(sample)
     source.close()
     assert sample.gpus and sample.gpus[0].memory_used_bytes is not None
+
+
+# ------------------------------------------------- the cheap CPU reading against psutil
+
+WAIT_FOR_STDIN = (
+    "import sys\nx = bytearray({mb} * 2**20)\nx[::4096] = b'1' * len(x[::4096])\n"
+    "print('ready', flush=True)\nsys.stdin.readline()\n"
+)
+
+
+def _child(mb: int = 0) -> subprocess.Popen[str]:
+    """A child that holds ``mb`` MiB resident and waits for a line on stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAIT_FOR_STDIN.format(mb=mb)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait()
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["procfs", "psutil"])
+def test_a_cpu_reading_agrees_with_psutil_on_this_process(direct: bool) -> None:
+    """CPU seconds, RSS and start time as psutil reads them, by procfs or by psutil itself."""
+    source = CpuSource(os.getpid(), procfs="/proc" if direct else "/no/procfs")
+    if direct and not source.direct:
+        pytest.skip("no procfs here")
+    assert source.direct is direct
+    me = psutil.Process()
+    before, rss_before = _cpu_s(me), me.memory_info().rss
+    probe = source._probe(os.getpid())
+    after, rss_after = _cpu_s(me), me.memory_info().rss
+    assert probe is not None
+    start, used, rss = probe
+    assert before - 1e-9 <= used <= after + 1e-9  # the same counter, read in between
+    assert min(rss_before, rss_after) - 4 * 2**20 <= rss <= max(rss_before, rss_after) + 4 * 2**20
+    if not direct:
+        assert start == me.create_time()
+    else:  # ticks since boot: psutil adds the boot time, known to a second
+        assert abs(psutil.boot_time() + start - me.create_time()) < 1.5
+
+
+def test_a_reading_includes_the_children_and_their_memory() -> None:
+    child = _child(mb=64)
+    try:
+        source = CpuSource(os.getpid())
+        sample = Sample(t_s=0.0)
+        source.read(sample)
+        assert child.pid in source._children
+        expected = psutil.Process().memory_info().rss + psutil.Process(child.pid).memory_info().rss
+        assert sample.rss_bytes is not None and sample.rss_bytes > 64 * 2**20
+        assert abs(sample.rss_bytes - expected) < 16 * 2**20
+        assert sample.cpu_process_percent is not None and sample.cpu_process_percent >= 0
+        assert sample.cpu_per_core_percent and sample.cpu_system_percent is not None
+    finally:
+        _release(child)
+    sample = Sample(t_s=1.0)
+    source.read(sample)  # the child has exited: dropped, not an error
+    assert child.pid not in source._children
+    assert sample.rss_bytes is not None and sample.rss_bytes < expected - 32 * 2**20
+
+
+BUSY_CHILD_OF_A_WAITING_PARENT = """
+import subprocess, sys
+sys.stdin.readline()
+child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+print(child.pid, flush=True)
+sys.stdin.readline()
+child.kill()
+child.wait()
+"""
+
+
+def test_a_child_found_late_counts_with_its_load_since_it_started() -> None:
+    """A child born between two walks of the process tree does not read as idle."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", BUSY_CHILD_OF_A_WAITING_PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        source = CpuSource(parent.pid)  # walks the tree now: no child yet
+        if not source.direct:
+            pytest.skip("the estimate needs procfs start times")
+        assert source._children == []
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        child = psutil.Process(int(parent.stdout.readline()))
+        deadline = time.monotonic() + 30
+        while _cpu_s(child) < 0.05 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        used_before = _cpu_s(child)
+        assert used_before > 0
+        source._next_scan = -math.inf  # the next reading walks the tree again
+        sample = Sample(t_s=1.0)
+        source.read(sample)
+        assert child.pid in source._children
+        probe = source._probe(child.pid)
+        assert probe is not None
+        age_after = time.clock_gettime(time.CLOCK_BOOTTIME) - probe[0]
+        # its CPU time since its start over its age, at least what was used before the read
+        assert sample.cpu_process_percent is not None
+        assert sample.cpu_process_percent >= 100 * used_before / age_after - 1e-6
+    finally:
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        parent.wait()
+
+
+def test_the_tree_walk_is_rationed() -> None:
+    """Readings between walks reuse the children list; a walk is due after the period."""
+    source = CpuSource(os.getpid(), children_every_s=3600.0)
+    child = _child()
+    try:
+        source.read(Sample(t_s=0.0))
+        assert child.pid not in source._children  # no walk since the child started
+        source._next_scan = -math.inf
+        source.read(Sample(t_s=0.1))
+        assert child.pid in source._children
+        assert source._next_scan > time.monotonic() + 3000
+    finally:
+        _release(child)
+
+
+def _priority_in_a_thread(lower: bool) -> tuple[bool, int | None]:
+    got: list[tuple[bool, int | None]] = []
+
+    def body() -> None:
+        ok = lower_thread_priority() if lower else False
+        nice = None
+        if hasattr(os, "getpriority") and sys.platform.startswith("linux"):
+            nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        got.append((ok, nice))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return got[0]
+
+
+def test_lowering_the_sampler_thread_priority_leaves_the_process_alone() -> None:
+    main_nice = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None
+    ok, nice = _priority_in_a_thread(lower=True)
+    if sys.platform.startswith("linux"):
+        assert ok and nice == 19
+    else:
+        assert not ok
+    if main_nice is not None:  # the training threads keep their priority
+        assert os.getpriority(os.PRIO_PROCESS, 0) == main_nice
+    with Sampler([CpuSource()], interval_s=0.05) as sampler:
+        sampler.sample_once()
+    assert sampler.lowered_priority is sys.platform.startswith("linux")
+    with Sampler([CpuSource()], interval_s=0.05, low_priority=False) as plain:
+        plain.sample_once()
+    assert plain.lowered_priority is False

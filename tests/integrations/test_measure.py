@@ -115,11 +115,11 @@ def test_blocks_without_a_run_name_share_one_run_per_label(tmp_path: Path) -> No
         assert [t.batch_size for t in store.get_run(ids[2]).trials] == [4]
 
 
-def test_store_false_keeps_the_run_in_memory_and_a_rerun_replaces_the_trial(
+def test_store_false_keeps_the_run_in_memory_and_a_rerun_adds_a_round(
     tmp_path: Path,
 ) -> None:
     loop = Loop()
-    for steps in (3, 5):  # the same key twice: the second replaces the first
+    for steps in (3, 5):  # the same block twice: the second is the next round
         with batchscope.measure(
             batch_size=4, run="mem-only", warmup=1, store=False, sample_interval=0
         ) as m:
@@ -127,8 +127,21 @@ def test_store_false_keeps_the_run_in_memory_and_a_rerun_replaces_the_trial(
                 m.step(loop.train(*loop.batch(4)), samples=4)
     assert m.store_path is None
     run = m.run()
-    assert len(run.trials) == 1 and run.trials[0].step_time_s is not None
-    assert run.trials[0].step_time_s.n == 4
+    assert [(t.repeat, t.step_time_s.n if t.step_time_s else None) for t in run.trials] == [
+        (0, 2),
+        (1, 4),
+    ]
+    # an explicit repeat replaces the trial of that round
+    with batchscope.measure(
+        batch_size=4, run="mem-only", warmup=1, store=False, sample_interval=0, repeat=0
+    ) as m:
+        for _ in range(7):
+            m.step(loop.train(*loop.batch(4)), samples=4)
+    run = m.run()
+    assert sorted((t.repeat, t.step_time_s.n) for t in run.trials if t.step_time_s) == [
+        (0, 6),
+        (1, 4),
+    ]
     assert not list(tmp_path.iterdir())
 
 
@@ -364,3 +377,40 @@ def test_the_example_runs_and_the_cli_shows_its_run(tmp_path: Path) -> None:
     assert "Samples/s" in out
     for size in ("16", "48"):
         assert any(line.strip("│ ").startswith(size) for line in out.splitlines()), out
+
+
+def test_the_epoch_loss_is_the_sample_weighted_mean_of_the_step_losses() -> None:
+    """Tensors of any float type and shape (1,) or (), numbers, a partial batch: one mean."""
+    weight = torch.tensor(0.5, requires_grad=True)
+    losses: list[Any] = [
+        weight * 2,  # 1.0, part of a graph
+        torch.tensor([3.0]),
+        2.5,
+        torch.tensor(4.0, dtype=torch.float64),
+        torch.tensor(0.5, dtype=torch.bfloat16),
+    ]
+    sizes = [4, 4, 4, 4, 2]
+    batches = [(torch.zeros(n, 1), torch.zeros(n)) for n in sizes]
+    with batchscope.measure(batch_size=4, warmup=0, store=False, sample_interval=0) as m:
+        for (x, _), loss in zip(m.batches(batches), losses, strict=True):
+            assert len(x) in sizes
+            m.step(loss)
+    expected = (1.0 * 4 + 3.0 * 4 + 2.5 * 4 + 4.0 * 4 + 0.5 * 2) / sum(sizes)
+    assert m.result is not None and len(m.result.epochs) == 1
+    assert m.result.epochs[0].train_loss == pytest.approx(expected)
+    assert m.result.final_train_loss == 0.5
+    # the running sum is its own tensor: the losses handed in are as they were
+    assert losses[0].item() == 1.0 and losses[1].item() == 3.0
+
+
+def test_losses_outside_a_pass_and_a_second_pass() -> None:
+    """Each pass of m.batches() starts its own sum; a step outside a pass still counts as last."""
+    with batchscope.measure(batch_size=2, warmup=0, store=False, sample_interval=0) as m:
+        m.step(torch.tensor(9.0))
+        for _ in m.batches([(torch.zeros(2),)] * 2):
+            m.step(torch.tensor(1.0))
+        for _ in m.batches([(torch.zeros(2),)] * 2):
+            m.step(torch.tensor(3.0))
+    assert m.result is not None
+    assert [e.train_loss for e in m.result.epochs] == [pytest.approx(1.0), pytest.approx(3.0)]
+    assert m.result.final_train_loss == 3.0

@@ -18,7 +18,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from batchscope.core.results import TrialResult, _quantile
+from batchscope.core.results import TrialResult, quantile
 from batchscope.units import format_seconds
 
 #: torch.utils.benchmark warns from this relative IQR on.
@@ -39,7 +39,7 @@ _MEANAD_TO_Z = 1.253314  # √(π/2): the same for the mean absolute deviation
 def median(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("median of no values")
-    return _quantile(sorted(float(v) for v in values), 0.5)
+    return quantile(sorted(float(v) for v in values), 0.5)
 
 
 def iqr(values: Sequence[float]) -> float:
@@ -47,7 +47,7 @@ def iqr(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("IQR of no values")
     ordered = sorted(float(v) for v in values)
-    return _quantile(ordered, 0.75) - _quantile(ordered, 0.25)
+    return quantile(ordered, 0.75) - quantile(ordered, 0.25)
 
 
 def mad(values: Sequence[float]) -> float:
@@ -125,6 +125,27 @@ HINTS = {
     "outliers": "other programs may have interfered: close them and rerun, or add --repeats",
     "repeats": "the machine was not steady: rerun on a quieter machine or with more --repeats",
 }
+
+
+#: CLI flags in hints, and what a ``batchscope.measure`` user sets instead
+PYTHON_NAMES = (
+    ("--warmup ", "warmup="),
+    ("raise --warmup", "raise warmup="),
+    ("more --steps or --repeats", "more steps, or more measure() blocks per batch size"),
+    ("more rounds (--repeats)", "more measure() blocks per batch size"),
+    ("--repeats 3 (or auto)", "three measure() blocks per batch size"),
+    ("with more --repeats", "with more measure() blocks per batch size"),
+    ("or add --repeats", "or add measure() blocks"),
+    ("more time (--max-time)", "more steps"),
+    ("--repeats", "repeat="),
+)
+
+
+def for_python(text: str) -> str:
+    """A hint written for the CLI, reworded for ``batchscope.measure``'s arguments."""
+    for flag, argument in PYTHON_NAMES:
+        text = text.replace(flag, argument)
+    return text
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,57 @@ from typing import Any
 
 from batchscope.errors import DeviceError, UsageError
 
+#: a range expands to at most this many batch sizes (a typo like 1..100000:1 is refused)
+MAX_RANGE_SIZES = 1000
+
+
+def _expand(part: str, text: str) -> tuple[list[int], str | None]:
+    """One ``lo..hi`` (doubling) or ``lo..hi:step`` (linear) range; a note when hi is missed."""
+    lo_text, _, rest = part.partition("..")
+    hi_text, colon, step_text = rest.partition(":")
+    lo, hi = _positive_int(lo_text, text), _positive_int(hi_text, text)
+    if lo > hi:
+        raise UsageError(f"--batch-sizes range {part!r} runs backwards: use {hi}..{lo}")
+    if colon:
+        step = _positive_int(step_text, text)
+        if (hi - lo) // step + 1 > MAX_RANGE_SIZES:
+            raise UsageError(
+                f"--batch-sizes range {part!r} makes more than {MAX_RANGE_SIZES} sizes: "
+                "use a larger step"
+            )
+        sizes = list(range(lo, hi + 1, step))
+        missed = f"{hi} is not {lo} plus a multiple of {step}"
+    else:
+        sizes = []
+        b = lo
+        while b <= hi:
+            sizes.append(b)
+            b *= 2
+        missed = f"{hi} is not a doubling of {lo}"
+    note = None
+    if sizes[-1] != hi:
+        note = f"{part} runs {', '.join(map(str, sizes))} ({missed})"
+    return sizes, note
+
+
+def batch_size_notes(text: str) -> list[str]:
+    """What each range of ``text`` ran, for a range whose end is not one of its sizes."""
+    notes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if ".." in part:
+            _, note = _expand(part, text)
+            if note:
+                notes.append(note)
+    return notes
+
 
 def parse_batch_sizes(text: str) -> list[int]:
-    """Parse ``"16,32,64"``, a power-of-two range ``"16..256"``, or a mix of both.
+    """Parse ``"16,32,64"``, a power-of-two range ``"16..256"``, a linear range
+    ``"16..256:16"`` (start, start + step, ...), or a mix of them.
 
-    Returns the sizes in ascending order without duplicates.
+    Returns the sizes in ascending order without duplicates; :func:`batch_size_notes`
+    says when a range's end is not among them (``16..100`` runs 16, 32, 64).
     """
     if text is None or not str(text).strip():
         raise UsageError("--batch-sizes is empty: give sizes like 16,32,64 or a range 16..256")
@@ -27,14 +73,7 @@ def parse_batch_sizes(text: str) -> list[int]:
         if not part:
             raise UsageError(f"--batch-sizes {text!r} has an empty item: use e.g. 16,32,64")
         if ".." in part:
-            lo_text, _, hi_text = part.partition("..")
-            lo, hi = _positive_int(lo_text, text), _positive_int(hi_text, text)
-            if lo > hi:
-                raise UsageError(f"--batch-sizes range {part!r} runs backwards: use {hi}..{lo}")
-            b = lo
-            while b <= hi:
-                sizes.add(b)
-                b *= 2
+            sizes.update(_expand(part, text)[0])
         else:
             sizes.add(_positive_int(part, text))
     return sorted(sizes)
@@ -58,12 +97,13 @@ def _positive_int(item: str, whole: str) -> int:
     return value
 
 
-_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(cpu|mps|best|cuda(:\d+)?|xpu(:\d+)?)$")
 
 
 def parse_devices(text: str, available: list[str]) -> list[str]:
     """Parse ``"cpu,cuda"`` or ``"auto"`` against the devices this machine has.
 
+    ``best`` is the first accelerator present, else the CPU (the CLI's default).
     ``available`` lists canonical names such as ``["cpu", "cuda:0", "mps"]``;
     ``cuda`` means ``cuda:0``. An unknown or absent device is a :class:`DeviceError`.
     """
@@ -72,7 +112,10 @@ def parse_devices(text: str, available: list[str]) -> list[str]:
     devices: list[str] = []
     for raw in text.split(","):
         name = raw.strip().lower()
-        if name == "auto":
+        if name == "best":  # the fastest kind present: an accelerator, else the CPU
+            accelerators = [d for d in available if d != "cpu"]
+            candidates = [accelerators[0] if accelerators else "cpu"]
+        elif name == "auto":
             candidates = list(available)
         else:
             if not _DEVICE_RE.match(name):
@@ -104,6 +147,16 @@ def check_device_names(text: str) -> None:
     parse_devices(text, known)
 
 
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def check_lr_scaling(name: str) -> str:
+    rule = (name or "").strip().lower()
+    if rule not in LR_SCALINGS:
+        raise UsageError(f"unknown --lr-scaling {name!r}: use one of {', '.join(LR_SCALINGS)}")
+    return rule
+
+
 #: adaptive sampling's defaults: ±2 % on the median step, 15 s per trial, at least 10 steps
 DEFAULT_MAX_ERROR = 0.02
 DEFAULT_MAX_TIME_S = 15.0
@@ -111,13 +164,15 @@ DEFAULT_MIN_STEPS = 10
 
 
 @dataclass(kw_only=True)
-class TrialSpec:
-    """One trial: the full recipe a child process needs, as plain data."""
+class Recipe:
+    """What every trial of a sweep shares: the workload and the protocol, as plain data.
+
+    :class:`Plan` (the grid) and :class:`TrialSpec` (one trial of it) both extend it,
+    so a setting is declared once and a trial copies it from its plan field by field.
+    """
 
     workload: str
-    workload_options: dict[str, Any]
-    device: str
-    batch_size: int
+    workload_options: dict[str, Any] = field(default_factory=dict)
     #: a fixed number of measured steps; None with no epochs: measure until max_error
     steps: int | None = None
     epochs: int | None = None
@@ -132,17 +187,14 @@ class TrialSpec:
     seed: int = 0
     drop_last: bool = False
     workers: int = 0
-    repeat: int = 0
     memory_limit_bytes: int | None = None
-    #: with ``steps``: this many forward passes in eval mode without gradients after
-    #: the training steps, so the peak covers validation too (the batch-size search)
-    validation_steps: int = 0
     #: synchronise between the phases of a step to split its time (costs time itself)
     breakdown: bool = False
     #: seconds between hardware readings during the protocol; 0 turns sampling off
     sample_interval_s: float = 0.1
+    #: ``METRIC=VALUE`` (``--target``): record when validation first met it (target.py)
+    target: str | None = None
     #: variants (batchscope.engine.variants) and gradient accumulation
-    precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
     accumulate: int = 1
@@ -150,13 +202,28 @@ class TrialSpec:
     lr_scaling: str = "none"
     base_batch_size: int | None = None
     lr_warmup_steps: int = 0
-    #: ``METRIC=VALUE`` (``--target``): record when validation first met it (target.py)
-    target: str | None = None
     #: who trains: "torch" (batchscope's engine on a Workload), "fastai" (the user's
     #: Learner, ``workload`` = ``module:make_learner``) or "keras" (``module:make_model``)
     framework: str = "torch"
     #: fastai's protocol, e.g. ``fine_tune(1)`` or ``fit_one_cycle(3)`` (integrations.fastai)
     fit: str | None = None
+
+    def recipe(self) -> dict[str, Any]:
+        """The shared fields and their values (what a trial copies from its plan)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Recipe)}
+
+
+@dataclass(kw_only=True)
+class TrialSpec(Recipe):
+    """One trial: the full recipe a child process needs, as plain data."""
+
+    device: str
+    batch_size: int
+    repeat: int = 0
+    precision: str = "fp32"
+    #: with ``steps``: this many forward passes in eval mode without gradients after
+    #: the training steps, so the peak covers validation too (the batch-size search)
+    validation_steps: int = 0
 
     @property
     def key(self) -> str:
@@ -189,46 +256,19 @@ class TrialSpec:
 
 
 @dataclass(kw_only=True)
-class Plan:
-    """A sweep: the grid and the protocol shared by every trial."""
+class Plan(Recipe):
+    """A sweep: the grid (batch sizes × devices × precisions × rounds) and its recipe."""
 
-    workload: str
-    workload_options: dict[str, Any] = field(default_factory=dict)
     batch_sizes: list[int]
     devices: list[str] = field(default_factory=lambda: ["cpu"])
-    steps: int | None = None
-    epochs: int | None = None
-    max_error: float = DEFAULT_MAX_ERROR
-    max_time_s: float = DEFAULT_MAX_TIME_S
-    min_steps: int = DEFAULT_MIN_STEPS
-    freeze_epochs: int = 0
-    warmup: int = 3
-    threads: int | None = None
-    seed: int = 0
-    drop_last: bool = False
-    workers: int = 0
     repeats: int = 1
     #: ``--repeats auto``: add rounds (from 2) until the verdicts stop changing, at most
     #: ``max_rounds`` or until ``time_budget_s`` has passed
     repeats_auto: bool = False
     max_rounds: int = 5
     time_budget_s: float | None = None
-    memory_limit_bytes: int | None = None
-    breakdown: bool = False
-    sample_interval_s: float = 0.1
-    target: str | None = None
-    #: variant axes (batchscope.engine.variants): every precision is a further axis of the grid
+    #: every precision is a further axis of the grid
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    channels_last: bool = False
-    compile: bool = False
-    accumulate: int = 1
-    lr_scaling: str = "none"
-    #: None: the smallest effective batch size of the plan
-    base_batch_size: int | None = None
-    lr_warmup_steps: int = 0
-    #: see TrialSpec.framework and TrialSpec.fit
-    framework: str = "torch"
-    fit: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -337,8 +377,7 @@ class Plan:
             )
 
     def _validate_variants(self) -> None:
-        from batchscope.engine.lr import check_lr_scaling
-        from batchscope.engine.variants import parse_precisions
+        from batchscope.core.series import parse_precisions
 
         self.precisions = parse_precisions(self.precisions)
         if isinstance(self.accumulate, bool) or self.accumulate < 1:
@@ -377,47 +416,17 @@ class Plan:
             order = self.batch_sizes[shift:] + self.batch_sizes[:shift]
             for device in self.devices:
                 for b in order:
-                    specs.append(
-                        TrialSpec(
-                            workload=self.workload,
-                            workload_options=dict(self.workload_options),
-                            device=device,
-                            batch_size=b,
-                            steps=self.steps,
-                            epochs=self.epochs,
-                            max_error=self.max_error,
-                            max_time_s=self.max_time_s,
-                            min_steps=self.min_steps,
-                            freeze_epochs=self.freeze_epochs,
-                            warmup=self.warmup,
-                            threads=self.threads,
-                            seed=self.seed + repeat,
-                            drop_last=self.drop_last,
-                            workers=self.workers,
-                            repeat=repeat,
-                            memory_limit_bytes=self.memory_limit_bytes,
-                            breakdown=self.breakdown,
-                            sample_interval_s=self.sample_interval_s,
-                            target=self.target,
-                            framework=self.framework,
-                            fit=self.fit,
-                        )
+                    recipe = self.recipe()
+                    recipe.update(
+                        workload_options=dict(self.workload_options), seed=self.seed + repeat
                     )
+                    specs.append(TrialSpec(**recipe, device=device, batch_size=b, repeat=repeat))
         return self._with_variants(specs)
 
     def _with_variants(self, specs: list[TrialSpec]) -> list[TrialSpec]:
         """Each trial once per precision, side by side (drift spreads over the variants too)."""
         return [
-            dataclasses.replace(
-                spec,
-                precision=precision,
-                channels_last=self.channels_last,
-                compile=self.compile,
-                accumulate=self.accumulate,
-                lr_scaling=self.lr_scaling,
-                base_batch_size=self.base_batch_size,
-                lr_warmup_steps=self.lr_warmup_steps,
-            )
+            dataclasses.replace(spec, precision=precision)
             for spec in specs
             for precision in self.precisions
         ]

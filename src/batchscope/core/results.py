@@ -19,6 +19,13 @@ SCHEMA = "batchscope.results/1"
 STATUSES = ("ok", "oom", "crashed", "timeout", "error", "unsupported", "interrupted", "diverged")
 
 
+def now_iso() -> str:
+    """The current UTC time, to the second, in ISO 8601 (what runs and stores record)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def json_safe(value: Any, path: str = "", found: list[str] | None = None) -> Any:
     """``value`` with every NaN and ±infinity replaced by None; their paths go to ``found``.
 
@@ -38,7 +45,7 @@ def json_safe(value: Any, path: str = "", found: list[str] | None = None) -> Any
     return value
 
 
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
+def quantile(sorted_values: Sequence[float], q: float) -> float:
     """Linear-interpolated quantile (numpy's default), without importing numpy."""
     if len(sorted_values) == 1:
         return float(sorted_values[0])
@@ -74,8 +81,8 @@ class StepStats:
         ordered = sorted(float(s) for s in samples)
         interval = median_precision(ordered).interval()
         return cls(
-            median=_quantile(ordered, 0.5),
-            iqr=_quantile(ordered, 0.75) - _quantile(ordered, 0.25),
+            median=quantile(ordered, 0.5),
+            iqr=quantile(ordered, 0.75) - quantile(ordered, 0.25),
             mean=statistics.fmean(ordered),
             stdev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
             min=ordered[0],
@@ -191,6 +198,33 @@ class TrialResult:
     base_batch_size: int | None = None
     lr_warmup_steps: int = 0
 
+    @classmethod
+    def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:
+        """A result for the trial ``spec`` (a :class:`~batchscope.core.plan.TrialSpec`):
+        its identity and variant fields copied, ``fields`` set on top.
+
+        Every trainer (the engine, the framework callbacks, ``measure``) and the runner's
+        failure records start here, so a result always names its trial the same way.
+        """
+        base: dict[str, Any] = {
+            "device": spec.device,
+            "batch_size": spec.batch_size,
+            "repeat": spec.repeat,
+            "seed": spec.seed,
+            "drop_last": spec.drop_last,
+            "warmup_steps": spec.warmup,
+            "precision": spec.precision,
+            "channels_last": spec.channels_last,
+            "compile": spec.compile,
+            "accumulate": spec.accumulate,
+            "effective_batch_size": spec.batch_size * spec.accumulate,
+            "lr_scaling": spec.lr_scaling,
+            "base_batch_size": spec.base_batch_size,
+            "lr_warmup_steps": spec.lr_warmup_steps,
+        }
+        base.update(fields)
+        return cls(**base)
+
     @property
     def ok(self) -> bool:
         return self.status == "ok"
@@ -263,3 +297,62 @@ class RunResult:
         for t in self.trials:
             seen.setdefault(t.device, None)
         return list(seen)
+
+    # -------------------------------------------------- the convenience API (analysis on demand)
+
+    @property
+    def analysis(self) -> Any:
+        """The run's :class:`~batchscope.RunAnalysis` — the same the CLI prints (computed now)."""
+        from batchscope.analyse.explain import analyse_run
+
+        return analyse_run(self)
+
+    @property
+    def recommendation(self) -> dict[str, Any]:
+        """Per series, the batch size to use and why: ``{"cpu": {"batch_size", "reason"}}``."""
+        out: dict[str, Any] = {}
+        for name, verdicts in self.analysis.verdicts().items():
+            out[name] = verdicts.get("recommendation")
+        return out
+
+    def to_pandas(self) -> Any:
+        """One row per trial (the CSV's columns), as a pandas DataFrame.
+
+        Needs pandas (``pip install 'batchscope[pandas]'``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            from batchscope.errors import UsageError
+
+            raise UsageError("to_pandas() needs pandas: pip install 'batchscope[pandas]'") from exc
+        from batchscope.report.export import csv_rows
+
+        return pd.DataFrame(csv_rows(self))
+
+    def _summary(self) -> tuple[str, list[str]]:
+        sizes = sorted({t.batch_size for t in self.trials})
+        name = str(self.workload.get("name", "?"))
+        failed = sum(not t.ok for t in self.trials)
+        head = (
+            f"{name}: {len(self.trials)} trial(s) on {', '.join(self.devices) or 'no device'}, "
+            f"batch sizes {', '.join(map(str, sizes)) or '–'}"
+            + (f", {failed} failed" if failed else "")
+        )
+        verdicts = []
+        for series, rec in self.recommendation.items() if self.trials else []:
+            verdicts.append(
+                f"{series}: use b={rec['batch_size']}" if rec else f"{series}: no verdict"
+            )
+        return head, verdicts
+
+    def __repr__(self) -> str:
+        head, verdicts = self._summary()
+        tail = f"; {'; '.join(verdicts)}" if verdicts else ""
+        return f"<RunResult {self.run_id} {head}{tail}>"
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the verdict lines and the table (escaped)."""
+        from batchscope.report.notebook import run_html
+
+        return str(run_html(self))

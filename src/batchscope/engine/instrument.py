@@ -8,13 +8,22 @@ has one definition for every trainer (:class:`MemoryProbe`).
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
+    from batchscope.core.plan import TrialSpec
     from batchscope.core.results import TrialResult
+    from batchscope.core.samples import Sample
+    from batchscope.hardware.monitor import Sampler
+
+#: ``progress(event, payload)``, as the engine reports a trial's events
+Progress = Callable[[str, dict[str, Any]], None]
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -183,3 +192,89 @@ class MemoryProbe:
         else:
             result.peak_over_baseline_bytes = rss_growth
             result.peak_memory_bytes = rss_growth
+
+
+# ---------------------------------------------------------------- hardware sampling
+
+#: at most this many sampler readings are kept in a trial's timeline
+TIMELINE_POINTS = 600
+
+
+def start_sampler(spec: TrialSpec, device: torch.device, notify: Progress) -> Sampler | None:
+    """Sample this process (and its DataLoader workers) and the trial's GPU, if asked to.
+
+    A compact reading goes to ``notify`` twice a second for the live display.
+    """
+    if not spec.sample_interval_s:
+        return None
+    import torch
+
+    from batchscope.hardware.monitor import Sampler, default_sources
+
+    uuids = None
+    if device.type == "cuda":
+        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+        if uuid is not None:
+            text = str(uuid)
+            uuids = [text if text.startswith("GPU-") else f"GPU-{text}"]
+    sources = default_sources(os.getpid(), gpu_uuids=uuids, gpus=device.type == "cuda")
+    last = [-1.0]
+
+    def live(sample: Sample) -> None:
+        if sample.t_s - last[0] < 0.5:
+            return
+        last[0] = sample.t_s
+        gpu = sample.gpus[0] if sample.gpus else None
+        notify(
+            "sample",
+            {
+                "cpu_percent": sample.cpu_process_percent,
+                "rss_bytes": sample.rss_bytes,
+                "gpu_percent": gpu.utilization_percent if gpu else None,
+                "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
+                "power_w": gpu.power_w if gpu else None,
+            },
+        )
+
+    return Sampler(sources, spec.sample_interval_s, on_sample=live).start()
+
+
+def record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample]) -> None:
+    """Utilisation, power and energy of the measured protocol (warm-up excluded)."""
+    from batchscope.core.samples import samples_to_rows
+    from batchscope.hardware.monitor import summarise
+
+    summary = summarise(samples, unavailable=sampler.unavailable)
+    result.hardware = summary.to_dict()
+    result.utilization = {
+        "cpu_process_percent_mean": summary.cpu_process_percent_mean,
+        "cpu_process_percent_max": summary.cpu_process_percent_max,
+        "gpu_percent_mean": summary.gpu_utilization_percent_mean,
+        "gpu_percent_max": summary.gpu_utilization_percent_max,
+    }
+    result.power_w_mean = summary.gpu_power_w_mean
+    result.energy_j = summary.energy_j
+    trained = result.samples_trained
+    if summary.energy_j is not None and trained:
+        result.energy_per_sample_j = summary.energy_j / trained
+        result.energy_per_1000_samples_j = 1000 * result.energy_per_sample_j
+        if result.samples_per_epoch:
+            result.energy_per_epoch_j = result.energy_per_sample_j * result.samples_per_epoch
+    rows = samples_to_rows(samples)
+    stride = max(1, math.ceil(len(rows) / TIMELINE_POINTS))
+    result.timeline = rows[::stride]
+    result.timeline_start_unix = time.time() - sampler.now()
+    result.sampler_cpu_fraction = sampler.cpu_fraction()
+
+
+def reset_and_read_rss() -> int:
+    """Start a fresh peak-RSS count and return the RSS now (for the framework trainers)."""
+    reset_peak_rss()
+    return current_rss()
+
+
+def record_memory(result: TrialResult, device: torch.device, rss_baseline: int) -> None:
+    """The peak memory of a trial timed by a framework callback (see MemoryProbe)."""
+    probe = MemoryProbe(device)
+    probe.rss_baseline = rss_baseline
+    probe.record(result)

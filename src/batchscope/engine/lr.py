@@ -12,17 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from batchscope.errors import UsageError
-
-LR_SCALINGS = ("none", "linear", "sqrt")
-
-
-def check_lr_scaling(name: str) -> str:
-    rule = (name or "").strip().lower()
-    if rule not in LR_SCALINGS:
-        raise UsageError(f"unknown --lr-scaling {name!r}: use one of {', '.join(LR_SCALINGS)}")
-    return rule
-
 
 def scale_factor(rule: str, batch_size: int, base_batch_size: int) -> float:
     """The factor the base learning rate is multiplied by at ``batch_size``."""

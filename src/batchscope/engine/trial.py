@@ -14,7 +14,6 @@ How a step is measured (the rules of the whole tool):
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
@@ -24,36 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 from batchscope.core.plan import TrialSpec
 from batchscope.core.results import EpochRecord, TrialResult
-from batchscope.engine import lr, variants
+from batchscope.engine import variants
 from batchscope.engine.instrument import (
     MemoryProbe,
-    current_rss,
-    reset_peak_rss,
-    synchronizer,
+    record_hardware,
+    start_sampler,
 )
 from batchscope.engine.step_summary import summarise_steps
+from batchscope.engine.trainer import Trainer, default_head, set_frozen
 from batchscope.errors import DeviceError, UsageError
 from batchscope.workloads import Workload, WorkloadOptions, load_workload
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
-    from batchscope.hardware.monitor import Sample, Sampler
 
 #: ``progress(event, payload)`` — events: "setup", "warmup", "step", "epoch", "done".
 Progress = Callable[[str, dict[str, Any]], None]
-
-_NORM_TYPES: tuple[type, ...] | None = None
-
-
-def _norm_types() -> tuple[type, ...]:
-    global _NORM_TYPES
-    if _NORM_TYPES is None:
-        from torch import nn
-
-        _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-    return _NORM_TYPES
 
 
 def check_device(name: str) -> torch.device:
@@ -86,245 +72,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_device(obj: Any, device: torch.device, non_blocking: bool) -> Any:
-    """Move a tensor, or tensors nested in tuples/lists/dicts, to ``device``."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(o, device, non_blocking) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
-    return obj
-
-
-def _batch_length(obj: Any) -> int:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return int(obj.shape[0])
-    if isinstance(obj, (list, tuple)) and obj:
-        return _batch_length(obj[0])
-    if isinstance(obj, dict) and obj:
-        return _batch_length(next(iter(obj.values())))
-    raise TypeError(f"cannot tell the batch length of a {type(obj).__name__}")
-
-
-def set_frozen(model: nn.Module, head: nn.Module, frozen: bool) -> int:
-    """Freeze everything but ``head`` and normalisation layers (fastai's ``freeze``).
-
-    Returns the number of parameters left trainable.
-    """
-    keep: set[int] = {id(p) for p in head.parameters()}
-    for module in model.modules():
-        if isinstance(module, _norm_types()):
-            keep.update(id(p) for p in module.parameters(recurse=False))
-    trainable = 0
-    for p in model.parameters():
-        p.requires_grad_(not frozen or id(p) in keep)
-        if p.requires_grad:
-            trainable += p.numel()
-    return trainable
-
-
-def _default_head(model: nn.Module) -> nn.Module:
-    children = [m for m in model.children() if any(True for _ in m.parameters())]
-    return children[-1] if children else model
-
-
-class _Group(list[Any]):
-    """The micro-batches of one accumulated optimizer step (``--accumulate``)."""
-
-
-class _Trainer:
-    """Holds one trial's model, optimizer and loaders; runs and times steps."""
-
-    def __init__(self, spec: TrialSpec, workload: Workload, device: torch.device) -> None:
-        import torch
-        from torch.utils.data import DataLoader
-
-        self.spec = spec
-        self.workload = workload
-        self.device = device
-        self.sync = synchronizer(device)
-        #: the trial's peak-memory probe, once set-up is over (MPS samples it every step)
-        self.memory: MemoryProbe | None = None
-        self.non_blocking = device.type == "cuda"
-        self.model = workload.model().to(device)
-        if spec.channels_last:
-            self.model = variants.channels_last_model(self.model)
-        #: what steps call: the compiled wrapper with --compile (validation uses the model)
-        self.forward_model = variants.compile_model(self.model) if spec.compile else self.model
-        self.autocast = variants.autocast(device, spec.precision)
-        self.scaler = variants.grad_scaler(device, spec.precision)
-        self.optimizer = workload.optimizer(self.model.parameters())
-        effective = spec.batch_size * spec.accumulate
-        factor = lr.scale_factor(spec.lr_scaling, effective, spec.base_batch_size or effective)
-        #: every param group's rate after scaling: what the warm-up ramp climbs to
-        self.lr_targets = lr.scale_optimizer(self.optimizer, factor)
-        self.optimizer_steps = 0
-        self.warmup_clock = variants.WarmupClock()
-        self.loss_fn = workload.loss
-        self.generator = torch.Generator()
-        self.generator.manual_seed(spec.seed)
-        pin = device.type == "cuda"
-        self.train_loader = DataLoader(
-            workload.train_dataset,
-            batch_size=spec.batch_size,
-            shuffle=True,
-            drop_last=spec.drop_last,
-            num_workers=spec.workers,
-            pin_memory=pin,
-            generator=self.generator,
-            persistent_workers=spec.workers > 0,
-        )
-        self.val_loader = (
-            DataLoader(
-                workload.val_dataset,
-                batch_size=spec.batch_size,
-                shuffle=False,
-                num_workers=spec.workers,
-                pin_memory=pin,
-            )
-            if workload.val_dataset is not None
-            else None
-        )
-        self.n_train = len(workload.train_dataset)  # type: ignore[arg-type]
-        if spec.drop_last:
-            self.samples_per_epoch = (self.n_train // spec.batch_size) * spec.batch_size
-        else:
-            self.samples_per_epoch = self.n_train
-        #: optimizer steps per epoch (each of up to ``accumulate`` micro-batches)
-        self.steps_per_epoch = math.ceil(len(self.train_loader) / spec.accumulate)
-
-    def next_batch(self, iterator: Iterator[Any]) -> Any:
-        """The next step's input: a batch, or with accumulation a :class:`_Group` of up to
-        ``accumulate`` micro-batches (fewer at the end of a pass). StopIteration if none."""
-        first = next(iterator)
-        if self.spec.accumulate == 1:
-            return first
-        group = [first]
-        for _ in range(self.spec.accumulate - 1):
-            try:
-                group.append(next(iterator))
-            except StopIteration:
-                break
-        return _Group(group)
-
-    def _inputs(self, batch: Any) -> tuple[Any, Any]:
-        inputs = to_device(batch[0], self.device, self.non_blocking)
-        targets = to_device(batch[1], self.device, self.non_blocking)
-        if self.spec.channels_last:
-            inputs = variants.channels_last_input(inputs)
-        return inputs, targets
-
-    def _backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-
-    def _optimizer_step(self) -> None:
-        """The optimizer step, at the warm-up ramp's rate, through the fp16 scaler if any."""
-        if self.spec.lr_warmup_steps:
-            factor = lr.warmup_factor(self.optimizer_steps, self.spec.lr_warmup_steps)
-            lr.set_rates(self.optimizer, self.lr_targets, factor)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer_steps += 1
-
-    def step(self, batch: Any) -> tuple[torch.Tensor, int]:
-        """One optimizer step on ``batch``; returns the detached loss and the batch length.
-
-        A :class:`_Group` accumulates the gradients of its micro-batches, each loss
-        weighted by its share of the group's samples, so the update equals the one
-        from a single batch of them all (models without batch normalisation).
-        """
-        if isinstance(batch, _Group):
-            return self._accumulated_step(batch)
-        inputs, targets = self._inputs(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            outputs = self.forward_model(inputs)
-            loss = self.loss_fn(outputs, targets)
-        self._backward(loss)
-        self._optimizer_step()
-        return loss.detach(), _batch_length(targets)
-
-    def _accumulated_step(self, group: _Group) -> tuple[torch.Tensor, int]:
-        total = sum(_batch_length(b[1]) for b in group)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum: torch.Tensor | None = None
-        for batch in group:
-            inputs, targets = self._inputs(batch)
-            with self.autocast():
-                outputs = self.forward_model(inputs)
-                loss = self.loss_fn(outputs, targets)
-            share = _batch_length(targets) / total
-            self._backward(loss * share)
-            part = loss.detach().float() * share
-            loss_sum = part if loss_sum is None else loss_sum + part
-        self._optimizer_step()
-        assert loss_sum is not None
-        return loss_sum, total
-
-    def step_with_breakdown(self, batch: Any) -> tuple[torch.Tensor, int, tuple[float, ...]]:
-        """:meth:`step` with the device synchronised between its phases (``--breakdown``).
-
-        Returns the seconds of host-to-device copy, forward (with the loss),
-        backward and optimizer step. The extra syncs cost time themselves, which
-        is why this is not the default.
-        """
-        clock = time.perf_counter
-        t0 = clock()
-        inputs, targets = self._inputs(batch)
-        self.sync()
-        t1 = clock()
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            outputs = self.forward_model(inputs)
-            loss = self.loss_fn(outputs, targets)
-        self.sync()
-        t2 = clock()
-        self._backward(loss)
-        self.sync()
-        t3 = clock()
-        self._optimizer_step()
-        self.sync()
-        t4 = clock()
-        return loss.detach(), _batch_length(targets), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
-
-    def batches(self) -> Iterator[Any]:
-        """Training batches forever, reshuffled each pass (for ``--steps`` runs)."""
-        while True:
-            yield from self.train_loader
-
-    def validate(self) -> tuple[float | None, dict[str, float]]:
-        import torch
-
-        if self.val_loader is None:
-            return None, {}
-        self.model.eval()
-        total_loss = 0.0
-        count = 0
-        metric_sums: dict[str, float] = {}
-        with torch.no_grad(), self.autocast():  # validated in the trial's precision
-            for batch in self.val_loader:
-                inputs, targets = self._inputs(batch)
-                outputs = self.model(inputs)
-                n = _batch_length(targets)
-                total_loss += float(self.loss_fn(outputs, targets)) * n
-                if self.workload.metric is not None:
-                    for name, value in self.workload.metric(outputs, targets).items():
-                        metric_sums[name] = metric_sums.get(name, 0.0) + float(value) * n
-                count += n
-        self.model.train()
-        if count == 0:
-            return None, {}
-        return total_loss / count, {k: v / count for k, v in metric_sums.items()}
-
-
 def run_trial(
     spec: TrialSpec,
     workload: Workload | None = None,
@@ -348,22 +95,12 @@ def run_trial(
     device = check_device(spec.device)
     reason = variants.unsupported_reason(device, spec.precision)
     if reason is not None:  # recorded, never measured in another precision
-        skipped = TrialResult(
-            device=spec.device,
-            batch_size=spec.batch_size,
-            repeat=spec.repeat,
-            status="unsupported",
-            error=reason,
-            seed=spec.seed,
-            drop_last=spec.drop_last,
-        )
-        variants.stamp(skipped, spec)
-        return skipped
+        return TrialResult.from_spec(spec, status="unsupported", error=reason)
     notify("setup", {"device": spec.device, "batch_size": spec.batch_size})
     if workload is None:
         workload = load_workload(spec.workload, WorkloadOptions.from_dict(spec.workload_options))
     seed_everything(spec.seed)  # the model's initial weights do not depend on data building
-    trainer = _Trainer(spec, workload, device)
+    trainer = Trainer(spec, workload, device)
     if trainer.steps_per_epoch == 0:
         raise UsageError(
             f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
@@ -381,13 +118,9 @@ def run_trial(
             f"batch size {spec.batch_size} × --accumulate {spec.accumulate} is more than the "
             f"{trainer.n_train} training samples, so no full accumulated step can be measured"
         )
-    result = TrialResult(
-        device=spec.device,
-        batch_size=spec.batch_size,
-        repeat=spec.repeat,
+    result = TrialResult.from_spec(
+        spec,
         threads=torch.get_num_threads(),
-        seed=spec.seed,
-        drop_last=spec.drop_last,
         samples_per_epoch=trainer.samples_per_epoch,
         steps_per_epoch=trainer.steps_per_epoch,
         notes=list(workload.notes),
@@ -410,7 +143,7 @@ def run_trial(
     if spec.compile:
         result.compile_time_s = trainer.warmup_clock.compile_time_s()
 
-    sampler = _start_sampler(spec, device, notify)
+    sampler = start_sampler(spec, device, notify)
     diverged: Diverged | None = None
     try:
         if spec.epochs is not None:
@@ -425,7 +158,7 @@ def run_trial(
         if sampler is not None:
             samples = sampler.stop()
     if sampler is not None:
-        _record_hardware(result, sampler, samples)
+        record_hardware(result, sampler, samples)
 
     result.setup_time_s = setup_time
     if diverged is not None:
@@ -445,103 +178,7 @@ def _diverged(result: TrialResult, stop: Diverged, memory: MemoryProbe) -> Trial
     return result
 
 
-#: at most this many sampler readings are kept in a trial's timeline
-TIMELINE_POINTS = 600
-
-
-def _start_sampler(spec: TrialSpec, device: torch.device, notify: Progress) -> Sampler | None:
-    """Sample this process (and its DataLoader workers) and the trial's GPU, if asked to.
-
-    A compact reading goes to ``notify`` twice a second for the live display.
-    """
-    if not spec.sample_interval_s:
-        return None
-    import torch
-
-    from batchscope.hardware.monitor import Sampler, default_sources
-
-    uuids = None
-    if device.type == "cuda":
-        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
-        if uuid is not None:
-            text = str(uuid)
-            uuids = [text if text.startswith("GPU-") else f"GPU-{text}"]
-    sources = default_sources(os.getpid(), gpu_uuids=uuids, gpus=device.type == "cuda")
-    last = [-1.0]
-
-    def live(sample: Sample) -> None:
-        if sample.t_s - last[0] < 0.5:
-            return
-        last[0] = sample.t_s
-        gpu = sample.gpus[0] if sample.gpus else None
-        notify(
-            "sample",
-            {
-                "cpu_percent": sample.cpu_process_percent,
-                "rss_bytes": sample.rss_bytes,
-                "gpu_percent": gpu.utilization_percent if gpu else None,
-                "gpu_memory_bytes": gpu.memory_used_bytes if gpu else None,
-                "power_w": gpu.power_w if gpu else None,
-            },
-        )
-
-    return Sampler(sources, spec.sample_interval_s, on_sample=live).start()
-
-
-def _record_hardware(result: TrialResult, sampler: Sampler, samples: list[Sample]) -> None:
-    """Utilisation, power and energy of the measured protocol (warm-up excluded)."""
-    from batchscope.hardware.monitor import samples_to_rows, summarise
-
-    summary = summarise(samples, unavailable=sampler.unavailable)
-    result.hardware = summary.to_dict()
-    result.utilization = {
-        "cpu_process_percent_mean": summary.cpu_process_percent_mean,
-        "cpu_process_percent_max": summary.cpu_process_percent_max,
-        "gpu_percent_mean": summary.gpu_utilization_percent_mean,
-        "gpu_percent_max": summary.gpu_utilization_percent_max,
-    }
-    result.power_w_mean = summary.gpu_power_w_mean
-    result.energy_j = summary.energy_j
-    trained = result.samples_trained
-    if summary.energy_j is not None and trained:
-        result.energy_per_sample_j = summary.energy_j / trained
-        result.energy_per_1000_samples_j = 1000 * result.energy_per_sample_j
-        if result.samples_per_epoch:
-            result.energy_per_epoch_j = result.energy_per_sample_j * result.samples_per_epoch
-    rows = samples_to_rows(samples)
-    stride = max(1, math.ceil(len(rows) / TIMELINE_POINTS))
-    result.timeline = rows[::stride]
-    result.timeline_start_unix = time.time() - sampler.now()
-    result.sampler_cpu_fraction = sampler.cpu_fraction()
-
-
-def _reset_peak_rss() -> int:
-    """Start a fresh peak-RSS count and return the RSS now (for the framework trainers)."""
-    reset_peak_rss()
-    return current_rss()
-
-
-def _record_memory(result: TrialResult, device: torch.device, rss_baseline: int) -> None:
-    """The peak memory of a trial timed by a framework callback (see MemoryProbe)."""
-    probe = MemoryProbe(device)
-    probe.rss_baseline = rss_baseline
-    probe.record(result)
-
-
-def _cpu_copy(obj: Any) -> Any:
-    """A deep copy with every tensor on the CPU (a state dict's snapshot)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
-def _warm_up(trainer: _Trainer, steps: int, notify: Progress) -> None:
+def _warm_up(trainer: Trainer, steps: int, notify: Progress) -> None:
     """Run ``steps`` untimed steps, then restore model and optimizer to their initial state.
 
     Each warm-up step is clocked on its own (``trainer.warmup_clock``): with
@@ -614,7 +251,7 @@ class _StepRecorder:
     this size.
     """
 
-    def __init__(self, trainer: _Trainer, breakdown: bool) -> None:
+    def __init__(self, trainer: Trainer, breakdown: bool) -> None:
         self.trainer = trainer
         self.breakdown = breakdown
         #: samples of a full (optimizer) step: micro-batch × accumulation
@@ -674,7 +311,7 @@ class _StepRecorder:
 MAX_ADAPTIVE_STEPS = 100_000
 
 
-def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
+def _run_steps(trainer: Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
     """Measured steps of full size, passing over the data as often as needed.
 
     With ``spec.steps`` the count is fixed. Otherwise the trial measures until the 95 %
@@ -739,7 +376,7 @@ def _run_steps(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: 
     recorder.summarise(result)
 
 
-def _run_validation_steps(trainer: _Trainer, steps: int, result: TrialResult) -> None:
+def _run_validation_steps(trainer: Trainer, steps: int, result: TrialResult) -> None:
     """``steps`` forward passes in eval mode without gradients, on batches of the full size.
 
     They come from the validation set when it holds a full batch, otherwise from the
@@ -777,12 +414,12 @@ def _run_validation_steps(trainer: _Trainer, steps: int, result: TrialResult) ->
         trainer.model.train()
 
 
-def _run_epochs(trainer: _Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
+def _run_epochs(trainer: Trainer, spec: TrialSpec, result: TrialResult, notify: Progress) -> None:
     import torch
 
     assert spec.epochs is not None
     clock = time.perf_counter
-    head = (trainer.workload.head or _default_head)(trainer.model)
+    head = (trainer.workload.head or default_head)(trainer.model)
     total_epochs = spec.freeze_epochs + spec.epochs
     total_steps = total_epochs * trainer.steps_per_epoch
     recorder = _StepRecorder(trainer, spec.breakdown)

@@ -5,9 +5,7 @@ trying it on a tiny tensor first, so such a trial is recorded as ``unsupported``
 with the reason, never measured silently in another precision (CPU autocast, for
 one, warns and turns itself off for a dtype it does not support).
 
-:func:`series_view` is what the reports use: each (device, variant) becomes its own
-series named e.g. ``"cpu bf16"``, keyed by the effective batch size, so analysis that
-groups by device never merges a bf16 trial with an fp32 one as a "repeat".
+Naming a variant and grouping trials by it is plain data: :mod:`batchscope.core.series`.
 
 torch is imported inside the functions only (``import batchscope`` stays fast).
 """
@@ -15,42 +13,20 @@ torch is imported inside the functions only (``import batchscope`` stays fast).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-
-from batchscope.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from batchscope.core.plan import TrialSpec
-    from batchscope.core.results import RunResult, TrialResult
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+    from batchscope.core.results import TrialResult
 
 #: torch.compile's backend; tests swap in "eager" (the inductor build takes ~30 s here)
 COMPILE_BACKEND = "inductor"
-
-
-def parse_precisions(text: str | list[str]) -> list[str]:
-    """``"fp32,bf16"`` → ``["fp32", "bf16"]`` in the given order, without duplicates."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out: list[str] = []
-    for raw in items:
-        name = raw.strip().lower()
-        if name not in PRECISIONS:
-            raise UsageError(
-                f"unknown precision {raw.strip()!r}: use one or more of {', '.join(PRECISIONS)}"
-            )
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise UsageError(f"--precision is empty: use one or more of {', '.join(PRECISIONS)}")
-    return out
 
 
 def _dtype(precision: str) -> torch.dtype | None:
@@ -184,15 +160,10 @@ def stamp(
     lr_targets: list[float] | None = None,
     scaler: Any | None = None,
 ) -> None:
-    """Record the trial's variant, accumulation and learning rate on ``result`` (with notes)."""
-    result.precision = spec.precision
-    result.channels_last = spec.channels_last
-    result.compile = spec.compile
-    result.accumulate = spec.accumulate
-    result.effective_batch_size = spec.batch_size * spec.accumulate
-    result.lr_scaling = spec.lr_scaling
-    result.base_batch_size = spec.base_batch_size
-    result.lr_warmup_steps = spec.lr_warmup_steps
+    """Record the learning rate the trial ran with, and notes about its variant.
+
+    The variant fields themselves come with :meth:`TrialResult.from_spec`.
+    """
     if lr_targets:
         result.lr = lr_targets[0]
     if spec.precision == "fp16" and model is not None and scaler is None:
@@ -206,61 +177,3 @@ def stamp(
 
 
 # ---------------------------------------------------------------- labels and views
-
-
-def variant_label(
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool = False,
-    accumulate: int = 1,
-) -> str:
-    """``"bf16 channels-last compiled acc=4"``; empty for the default variant."""
-    parts = []
-    if precision != "fp32":
-        parts.append(precision)
-    if channels_last:
-        parts.append("channels-last")
-    if compile:
-        parts.append("compiled")
-    if accumulate > 1:
-        parts.append(f"acc={accumulate}")
-    return " ".join(parts)
-
-
-def trial_variant(t: TrialResult) -> str:
-    return variant_label(t.precision, t.channels_last, t.compile, t.accumulate)
-
-
-def has_variants(run: RunResult) -> bool:
-    return any(trial_variant(t) for t in run.trials)
-
-
-def series_view(run: RunResult) -> RunResult:
-    """The run as the reports group it: one "device" per (device, variant).
-
-    A variant trial's ``device`` becomes ``"cpu bf16"`` and its ``batch_size`` the
-    effective batch size (micro-batch × accumulation), so per-sample figures,
-    fits and cross-"device" speedups (``cpu bf16`` against ``cpu``) stay right.
-    The variant fields are folded in and reset, which makes the view idempotent;
-    a run without variants is returned as it is. Never stored: JSON keeps the raw trials.
-    """
-    if not has_variants(run):
-        return run
-    trials = []
-    for t in run.trials:
-        label = trial_variant(t)
-        if not label:
-            trials.append(t)
-            continue
-        trials.append(
-            dataclasses.replace(
-                t,
-                device=f"{t.device} {label}",
-                batch_size=t.effective_batch_size or t.batch_size * t.accumulate,
-                precision="fp32",
-                channels_last=False,
-                compile=False,
-                accumulate=1,
-            )
-        )
-    return dataclasses.replace(run, trials=trials)

@@ -5,8 +5,11 @@ it, with the process's CPU load, memory, power and energy, on a timeline. A metr
 that the hardware or OS does not offer is "not available" (``None`` plus a reason
 in ``unavailable``), never a crash.
 
-The sampler is a daemon thread that wakes every ``interval_s``; each wake-up costs
-a few hundred microseconds of Python, which the overhead benchmark measures.
+The sampler is a daemon thread that wakes every ``interval_s``. It shares the
+cores (and the GIL) with the training it measures, so a wake-up must be cheap: a
+CPU reading parses procfs itself (tens of µs; psutil's walk of every process for
+the children, a millisecond or more, happens rarely) and the thread runs at the
+lowest priority on Linux. ``benchmarks/overhead.py`` measures what it costs.
 """
 
 from __future__ import annotations
@@ -15,84 +18,146 @@ import contextlib
 import glob
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchscope.core.samples import GpuSample, Sample
+
 DEFAULT_INTERVAL_S = 0.1
-
-
-@dataclass
-class GpuSample:
-    index: int
-    utilization_percent: float | None = None
-    memory_used_bytes: int | None = None
-    power_w: float | None = None
-    energy_j: float | None = None  # cumulative since the sampler started
-    sm_clock_mhz: float | None = None
-    temperature_c: float | None = None
-
-
-@dataclass
-class Sample:
-    """One reading of every source, ``t_s`` seconds after the sampler started."""
-
-    t_s: float
-    cpu_process_percent: float | None = None  # of one core: 200 = two cores busy
-    cpu_system_percent: float | None = None  # of all cores: 0..100
-    cpu_per_core_percent: list[float] = field(default_factory=list)
-    rss_bytes: int | None = None
-    cpu_energy_j: float | None = None  # cumulative RAPL package energy since start
-    gpus: list[GpuSample] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- sources
 
 
 class CpuSource:
-    """CPU load and resident memory of a process tree (the process and its children)."""
+    """CPU load and resident memory of a process tree (the process and its children).
+
+    A reading must cost next to nothing next to the training it watches, so on
+    Linux it parses ``/proc/<pid>/stat`` and ``statm`` of each known process
+    itself (tens of µs, the same figures psutil reports). Finding the children
+    means walking every process on the machine (about 15 µs each, a millisecond
+    or more per walk), so the children list is refreshed at most every
+    ``children_every_s`` and never more often than keeps the walks under
+    ``CHILD_SCAN_SHARE`` of one core. A child that a refresh finds counts with its
+    mean load since it started, so a late discovery does not read as idle time.
+    Elsewhere psutil reads the same figures (one ``oneshot()`` per process).
+    """
 
     name = "cpu"
+    #: the most of one core the walks for new children may take
+    CHILD_SCAN_SHARE = 0.002
 
-    def __init__(self, pid: int | None = None, *, include_children: bool = True) -> None:
+    def __init__(
+        self,
+        pid: int | None = None,
+        *,
+        include_children: bool = True,
+        children_every_s: float = 0.5,
+        procfs: str = "/proc",
+    ) -> None:
         import psutil
 
         self._psutil = psutil
         self.root = psutil.Process(pid or os.getpid())
+        self.pid = self.root.pid
         self.include_children = include_children
-        self._procs: dict[int, Any] = {}
+        self.children_every_s = children_every_s
         self.unavailable: dict[str, str] = {}
-        self._tree()  # prime cpu_percent, whose first call always returns 0
+        self._procfs = procfs
+        #: whether readings parse procfs directly (Linux) rather than going through psutil
+        self.direct = sys.platform.startswith("linux") and os.path.exists(
+            f"{procfs}/{self.pid}/statm"
+        )
+        self._tick = os.sysconf("SC_CLK_TCK") if self.direct else 1
+        self._page = os.sysconf("SC_PAGE_SIZE") if self.direct else 1
+        self._procs: dict[int, Any] = {self.pid: self.root}  # psutil handles (fallback)
+        self._children: list[int] = []
+        self._next_scan = -math.inf
+        self._last_scan = -math.inf
+        #: pid -> (start time, CPU seconds, monotonic time) at its last reading
+        self._last: dict[int, tuple[float, float, float]] = {}
+        self.read(Sample(t_s=0.0))  # prime: a first reading has no interval to cover
         psutil.cpu_percent(percpu=True)
 
-    def _tree(self) -> list[Any]:
+    def _probe(self, pid: int) -> tuple[float, float, int] | None:
+        """(start time, CPU seconds used, RSS bytes) of ``pid``; None once it is gone."""
+        if self.direct:
+            try:
+                with open(f"{self._procfs}/{pid}/stat", "rb") as f:
+                    stat = f.read()
+                with open(f"{self._procfs}/{pid}/statm", "rb") as f:
+                    statm = f.read()
+                # the name, in parentheses, may hold spaces: fields start after the last ")"
+                fields = stat[stat.rindex(b")") + 2 :].split()
+                return (
+                    int(fields[19]) / self._tick,  # starttime: ticks since boot
+                    (int(fields[11]) + int(fields[12])) / self._tick,  # utime + stime
+                    int(statm.split()[1]) * self._page,  # resident pages
+                )
+            except (OSError, ValueError, IndexError):
+                return None
         psutil = self._psutil
-        procs = [self.root]
-        if self.include_children:
-            with contextlib.suppress(psutil.Error):
-                procs += self.root.children(recursive=True)
-        alive = []
-        for p in procs:
-            known = self._procs.get(p.pid)
-            if known is None:
-                known = p
-                self._procs[p.pid] = p
-                with contextlib.suppress(psutil.Error):
-                    p.cpu_percent(None)
-            alive.append(known)
-        return alive
+        try:
+            proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+            with proc.oneshot():
+                times = proc.cpu_times()
+                rss = int(proc.memory_info().rss)
+            return proc.create_time(), times.user + times.system, rss
+        except psutil.Error:
+            return None
+
+    def _started_now(self) -> float:
+        """The clock a probe's start time is on: boot time (procfs) or the epoch (psutil)."""
+        if self.direct:
+            return time.clock_gettime(time.CLOCK_BOOTTIME)
+        return time.time()
+
+    def _scan_children(self, now: float) -> None:
+        if not self.include_children:
+            return
+        before = time.thread_time()
+        with contextlib.suppress(self._psutil.Error):
+            found = self.root.children(recursive=True)
+            self._children = [p.pid for p in found]
+            if not self.direct:  # fresh handles: a reused pid shows as a new start time
+                self._procs.update((p.pid, p) for p in found)
+        cost = time.thread_time() - before
+        self._last_scan = now
+        self._next_scan = now + max(self.children_every_s, cost / self.CHILD_SCAN_SHARE)
 
     def read(self, sample: Sample) -> None:
-        psutil = self._psutil
+        now = time.monotonic()
+        previous_scan = self._last_scan
+        if self.include_children and now >= self._next_scan:
+            self._scan_children(now)
         cpu = 0.0
         rss = 0
-        for p in self._tree():
-            with contextlib.suppress(psutil.Error):
-                cpu += p.cpu_percent(None)
-                rss += p.memory_info().rss
-        per_core = psutil.cpu_percent(percpu=True)
+        alive = []
+        for pid in (self.pid, *self._children):
+            probe = self._probe(pid)
+            last = self._last.get(pid)
+            if probe is None or (last is not None and last[0] != probe[0]):
+                self._last.pop(pid, None)  # gone, or its pid now belongs to another process
+                self._procs.pop(pid, None)
+                continue
+            start, used, resident = probe
+            if last is not None:
+                if now > last[2]:
+                    cpu += 100.0 * (used - last[1]) / (now - last[2])
+            elif pid != self.pid:
+                age = self._started_now() - start
+                if 0 < age <= now - previous_scan + 0.05:  # born since the last scan
+                    cpu += 100.0 * used / age
+            self._last[pid] = (start, used, now)
+            rss += resident
+            if pid != self.pid:
+                alive.append(pid)
+        self._children = alive
+        per_core = self._psutil.cpu_percent(percpu=True)
         sample.cpu_process_percent = cpu
         sample.rss_bytes = rss
         sample.cpu_per_core_percent = list(per_core)
@@ -275,6 +340,23 @@ class NvmlSource:
 # ---------------------------------------------------------------- the sampler
 
 
+def lower_thread_priority(niceness: int = 19) -> bool:
+    """Give the calling thread the lowest CPU priority; True if it took effect.
+
+    With as many torch threads as cores, a sampler that wakes at normal priority
+    pre-empts one of the threads a parallel kernel waits for; at nice 19 it runs
+    in the gaps instead. Linux keeps a nice value per thread; elsewhere
+    ``setpriority`` would re-nice the whole process, so this does nothing there.
+    """
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except OSError:
+        return False
+    return True
+
+
 class Sampler:
     """Reads every source every ``interval_s`` seconds on a daemon thread.
 
@@ -287,12 +369,17 @@ class Sampler:
         sources: Sequence[Any],
         interval_s: float = DEFAULT_INTERVAL_S,
         on_sample: Callable[[Sample], None] | None = None,
+        *,
+        low_priority: bool = True,
     ) -> None:
         if not interval_s > 0:
             raise ValueError("interval_s must be positive")
         self.sources = list(sources)
         self.interval_s = interval_s
         self.on_sample = on_sample
+        self.low_priority = low_priority
+        #: whether the sampling thread runs at the lowest CPU priority (known once started)
+        self.lowered_priority = False
         self.samples: list[Sample] = []
         self.marks: list[tuple[float, str]] = []
         self._stop = threading.Event()
@@ -329,6 +416,8 @@ class Sampler:
         return sample
 
     def _loop(self) -> None:
+        if self.low_priority:
+            self.lowered_priority = lower_thread_priority()
         next_t = time.monotonic()
         while not self._stop.is_set():
             before = time.thread_time()
@@ -464,31 +553,6 @@ def summarise(
         energy_j=total,
         unavailable=dict(unavailable or {}),
     )
-
-
-def samples_to_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
-    """Flat rows (one per sample) for CSV: GPU fields get a ``gpuN_`` prefix."""
-    rows = []
-    for s in samples:
-        row: dict[str, Any] = {
-            "t_s": round(s.t_s, 4),
-            "cpu_process_percent": s.cpu_process_percent,
-            "cpu_system_percent": s.cpu_system_percent,
-            "rss_bytes": s.rss_bytes,
-            "cpu_energy_j": s.cpu_energy_j,
-        }
-        for g in s.gpus:
-            for key in (
-                "utilization_percent",
-                "memory_used_bytes",
-                "power_w",
-                "energy_j",
-                "sm_clock_mhz",
-                "temperature_c",
-            ):
-                row[f"gpu{g.index}_{key}"] = getattr(g, key)
-        rows.append(row)
-    return rows
 
 
 def is_finite(x: float | None) -> bool:

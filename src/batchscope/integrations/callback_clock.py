@@ -113,15 +113,7 @@ def new_result(spec: TrialSpec) -> TrialResult:
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     seed_everything(spec.seed)
-    return TrialResult(
-        device=spec.device,
-        batch_size=spec.batch_size,
-        repeat=spec.repeat,
-        threads=torch.get_num_threads(),
-        seed=spec.seed,
-        drop_last=spec.drop_last,
-        warmup_steps=spec.warmup,
-    )
+    return TrialResult.from_spec(spec, threads=torch.get_num_threads())
 
 
 @contextlib.contextmanager
@@ -135,20 +127,20 @@ def measured_protocol(
     """
     import torch
 
-    from batchscope.engine.instrument import synchronizer
-    from batchscope.engine.trial import (
-        _record_hardware,
-        _record_memory,
-        _reset_peak_rss,
-        _start_sampler,
+    from batchscope.engine.instrument import (
+        record_hardware,
+        record_memory,
+        reset_and_read_rss,
+        start_sampler,
+        synchronizer,
     )
 
     sync = synchronizer(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rss_baseline = _reset_peak_rss()
+    rss_baseline = reset_and_read_rss()
     notify("baseline", {"rss_bytes": rss_baseline})
-    sampler = _start_sampler(spec, device, notify)
+    sampler = start_sampler(spec, device, notify)
     samples = []
     sync()
     start = time.perf_counter()
@@ -160,5 +152,5 @@ def measured_protocol(
         if sampler is not None:
             samples = sampler.stop()
     if sampler is not None:
-        _record_hardware(result, sampler, samples)
-    _record_memory(result, device, rss_baseline)
+        record_hardware(result, sampler, samples)
+    record_memory(result, device, rss_baseline)

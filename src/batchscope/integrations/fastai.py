@@ -181,8 +181,14 @@ class FitProtocol:
         if self.method == "fine_tune":
             return int(bound["epochs"]) + int(bound.get("freeze_epochs", 1))
         if self.method == "fit_sgdr":
-            mult = bound.get("cycle_mult", 2)
-            total = sum(int(bound["cycle_len"]) * mult**i for i in range(int(bound["n_cycles"])))
+            mult, cycles = bound.get("cycle_mult", 2), int(bound["n_cycles"])
+            if cycles > MAX_EPOCHS:  # each cycle trains at least one epoch
+                raise ValueError(f"{cycles} cycles")
+            total = 0
+            for i in range(cycles):
+                total += int(bound["cycle_len"]) * mult**i
+                if total > MAX_EPOCHS:
+                    raise ValueError(f"more than {MAX_EPOCHS} epochs")
             return max(0, int(total) - start)
         return max(0, int(bound["n_epoch"]) - start)
 
@@ -241,6 +247,12 @@ def _count(value: Any, name: str, text: str) -> int:
     return value
 
 
+#: a protocol of more epochs than this is refused (it would never end on any machine)
+MAX_EPOCHS = 100_000
+#: a --fit longer than this is not a method call anyone typed
+MAX_FIT_TEXT = 1_000
+
+
 def parse_fit(fit: str | Callable[..., Any] | None) -> FitProtocol:
     """Parse a protocol: ``"fine_tune(1)"``, ``"fit_one_cycle(3)"``, ``"mod:function"``,
     a ``protocol(learn)`` function (made importable, see the module docstring), or
@@ -260,10 +272,12 @@ def parse_fit(fit: str | Callable[..., Any] | None) -> FitProtocol:
         if not target or not name.isidentifier():
             raise UsageError(f"--fit {text!r}: {_FIT_FORMS}")
         return FitProtocol(text=text, function=text)
+    if len(text) > MAX_FIT_TEXT:
+        raise UsageError(f"--fit is {len(text):,} characters long: {_FIT_FORMS}")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise UsageError(f"--fit {text!r} is not a method call: {_FIT_FORMS}") from None
+    except (SyntaxError, RecursionError, MemoryError):
+        raise UsageError(f"--fit {text[:60]!r} is not a method call: {_FIT_FORMS}") from None
     call = tree.body
     if not isinstance(call, ast.Call):
         raise UsageError(f"--fit {text!r} is not a method call: {_FIT_FORMS}")
@@ -300,7 +314,9 @@ def parse_fit(fit: str | Callable[..., Any] | None) -> FitProtocol:
     try:
         epochs = protocol.epochs
     except (TypeError, ValueError, OverflowError):
-        raise UsageError(f"--fit {text!r}: cannot tell how many epochs it trains") from None
+        raise UsageError(
+            f"--fit {text!r}: cannot tell how many epochs it trains (at most {MAX_EPOCHS:,})"
+        ) from None
     if not epochs:
         raise UsageError(f"--fit {text!r} trains no epoch: use e.g. {method}(1)")
     return protocol

@@ -40,7 +40,6 @@ evaluation inside the block in ``with m.paused():`` to leave it out.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import math
 import os
 import re
@@ -51,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from batchscope.core.results import EpochRecord, RunResult, TrialResult
+from batchscope.core.results import EpochRecord, RunResult, TrialResult, now_iso
 from batchscope.errors import StoreError, UsageError
 from batchscope.run.store import Store
 
@@ -116,10 +115,6 @@ def _script_label() -> str:
     return Path(path).name if path else "python"
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _loader_sizes(iterable: Any) -> tuple[int | None, int | None]:
     """(samples, steps) per epoch of a DataLoader-like iterable, where it can tell."""
     steps: int | None = None
@@ -155,12 +150,16 @@ class Measurement:
         device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``. Default: the
             device of the first loss tensor passed to ``step()``, else ``cpu``.
         warmup: full-size steps trained first but not counted.
-        store: a :class:`~batchscope.Store`, a path to one, or ``False`` to store
-            nothing. Default: ``batchscope-results/batchscope.db`` under the
-            current folder, as the CLI.
+        store: a :class:`~batchscope.Store`, a path to one, or ``False`` to keep the
+            run in this process only (:meth:`Measurement.run` still returns it).
+            Default: ``batchscope-results/batchscope.db`` under the current folder,
+            the CLI's store, so ``batchscope show RUN`` and ``batchscope report RUN``
+            find the run.
         sample_interval: seconds between hardware readings; 0 turns them off.
-        repeat: the trial's repeat index. A trial with the same device, batch
-            size and repeat in the same run replaces the stored one.
+        repeat: the trial's round. Default: the next round of this device and batch
+            size in the run, so running the same block again adds a round (the
+            analysis combines rounds); a ``repeat`` given explicitly replaces a
+            stored trial with the same device, batch size and repeat.
         seed: recorded with the trial (not applied: seed your own loop).
         samples_per_epoch: the training set's size, for the estimated epoch time.
             Default: taken from a DataLoader given to :meth:`Measurement.batches`.
@@ -177,14 +176,16 @@ class Measurement:
         warmup: int = 3,
         store: Store | str | os.PathLike[str] | bool | None = None,
         sample_interval: float = 0.1,
-        repeat: int = 0,
+        repeat: int | None = None,
         seed: int | None = None,
         samples_per_epoch: int | None = None,
         model: nn.Module | None = None,
     ) -> None:
         self.batch_size = _whole(batch_size, "batch_size", 1)
         self.warmup = _whole(warmup, "warmup", 0)
-        self.repeat = _whole(repeat, "repeat", 0)
+        #: None: the next round of this batch size in the run (a re-run adds a round)
+        self._repeat_given = repeat is not None
+        self.repeat = _whole(repeat, "repeat", 0) if repeat is not None else 0
         if seed is not None:
             seed = _whole(seed, "seed", 0)
         self.seed = seed
@@ -240,6 +241,7 @@ class Measurement:
         self._clock: CallbackClock | None = None
         self._torch_device: torch.device | None = None
         self._sync_fn: Any = None
+        self._tensor_type: type[torch.Tensor] | None = None  # torch.Tensor, once torch is in
         self._sampler: Sampler | None = None
         self._rss_baseline = 0
         self._t0 = 0.0
@@ -266,7 +268,8 @@ class Measurement:
             raise UsageError(
                 "a measurement runs once: call batchscope.measure(...) again for another block"
             )
-        from batchscope.engine.trial import _reset_peak_rss, check_device
+        from batchscope.engine.instrument import reset_and_read_rss
+        from batchscope.engine.trial import check_device
         from batchscope.integrations.callback_clock import CallbackClock
 
         device = None
@@ -276,7 +279,7 @@ class Measurement:
         try:
             self._choose_run()
             self._clock = CallbackClock(self.batch_size, self.warmup, self._sync)
-            self._rss_baseline = _reset_peak_rss()
+            self._rss_baseline = reset_and_read_rss()
             if device is not None:
                 self._start_device(device)
         except BaseException:
@@ -353,7 +356,7 @@ class Measurement:
         return self._batches(iterable)
 
     def _batches(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        from batchscope.engine.trial import _batch_length
+        from batchscope.engine.trainer import batch_length
 
         self._pass_samples, self._pass_loss, self._pass_loss_n = 0, None, 0
         start = time.perf_counter()
@@ -366,7 +369,7 @@ class Measurement:
             clock = self._active_clock("batches()")
             clock.batch_begin()
             try:
-                self._pending_len = _batch_length(batch)
+                self._pending_len = batch_length(batch)
             except TypeError:
                 self._pending_len = None
             yield batch
@@ -417,14 +420,16 @@ class Measurement:
         import torch
 
         from batchscope.core.plan import TrialSpec
-        from batchscope.engine.instrument import synchronizer
-        from batchscope.engine.trial import _start_sampler
+        from batchscope.engine.instrument import start_sampler, synchronizer
 
         self._torch_device = device
         self.device = _canonical(device)
         if device.type in ("cuda", "xpu") and device.index is None:
             self._torch_device = device = torch.device(self.device)
         self._sync_fn = synchronizer(device)
+        if self._clock is not None:  # the clock calls the device's sync without a detour
+            self._clock.sync = self._sync_fn
+        self._tensor_type = torch.Tensor
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         spec = TrialSpec(
@@ -436,19 +441,33 @@ class Measurement:
             repeat=self.repeat,
             sample_interval_s=self.sample_interval,
         )
-        self._sampler = _start_sampler(spec, device, lambda kind, payload: None)
+        self._sampler = start_sampler(spec, device, lambda kind, payload: None)
 
     def _keep_loss(self, loss: Any, n: int) -> None:
-        """Keep the loss on its device (no sync); add it to the pass's sum."""
-        import torch
+        """Keep the loss on its device (no sync); add it to the pass's sum.
 
-        if isinstance(loss, torch.Tensor):
+        This runs inside every timed step, so a tensor loss costs one in-place add
+        into the pass's running sum, not a fresh weighted tensor and a fresh sum per
+        step (allocations on the CPU, kernel launches on a GPU).
+        """
+        tensor = self._tensor_type
+        total = self._pass_loss
+        if tensor is not None and isinstance(loss, tensor):
             if loss.numel() != 1:
                 raise UsageError(
                     f"m.step(loss) takes the scalar loss, got a tensor of shape {tuple(loss.shape)}"
                 )
-            value: Any = loss.detach().reshape(())
-            weighted = value.float() * n
+            value: Any = loss.detach()
+            if value.dim():
+                value = value.reshape(())
+            if isinstance(total, tensor):
+                try:
+                    total.add_(value, alpha=n)
+                except RuntimeError:  # another device, an inference tensor: add out of place
+                    self._pass_loss = total + value.float().to(total.device) * n
+            else:
+                weighted = value.float() * n  # a new tensor: the sum never aliases a loss
+                self._pass_loss = weighted if total is None else weighted + total
         else:
             try:
                 value = float(loss)
@@ -456,9 +475,8 @@ class Measurement:
                 raise UsageError(
                     f"m.step(loss) takes a loss tensor or a number, got {type(loss).__name__}"
                 ) from None
-            weighted = value * n
+            self._pass_loss = value * n if total is None else total + value * n
         self._last_loss = value
-        self._pass_loss = weighted if self._pass_loss is None else self._pass_loss + weighted
         self._pass_loss_n += n
 
     def _record_epoch(self, seconds: float) -> None:
@@ -480,7 +498,7 @@ class Measurement:
     def _build_result(self, exc: BaseException | None) -> TrialResult:
         import torch
 
-        from batchscope.engine.trial import _record_hardware, _record_memory
+        from batchscope.engine.instrument import record_hardware, record_memory
         from batchscope.hardware.oom import is_oom_error, last_line
 
         clock = self._clock
@@ -536,9 +554,9 @@ class Measurement:
             if self._last_loss is not None:
                 result.final_train_loss = float(self._last_loss)
         with contextlib.suppress(Exception):
-            _record_memory(result, self._torch_device, self._rss_baseline)
+            record_memory(result, self._torch_device, self._rss_baseline)
         if self._sampler is not None:
-            _record_hardware(result, self._sampler, samples)
+            record_hardware(result, self._sampler, samples)
         return result
 
     # -- the store -----------------------------------------------------------------------
@@ -637,7 +655,7 @@ class Measurement:
         assert self.run_id is not None
         return RunResult(
             run_id=self.run_id,
-            created=_now(),
+            created=now_iso(),
             workload=workload,
             settings=self._settings(repeats=self.repeat + 1),
             environment=envinfo.collect(),
@@ -655,9 +673,26 @@ class Measurement:
             "sample_interval_s": self.sample_interval,
         }
 
+    def _next_repeat(self) -> int:
+        """The first round of this device and batch size that the run does not hold yet."""
+        store = self._store
+        if store is None:
+            run = _MEMORY_RUNS.get(self.run_id or "")
+            trials = run.trials if run is not None else []
+        elif self._run_exists:
+            trials = store.get_run(self.run_id or "").trials
+        else:
+            trials = []
+        taken = {
+            t.repeat for t in trials if (t.device, t.batch_size) == (self.device, self.batch_size)
+        }
+        return max(taken) + 1 if taken else 0
+
     def _save(self, trial: TrialResult) -> None:
         """Add the trial to its run, creating the run or extending its plan."""
         assert self.run_id is not None and self.device is not None
+        if not self._repeat_given:
+            self.repeat = trial.repeat = self._next_repeat()
         self.key = key = f"{self.device}|bs={self.batch_size}|r={self.repeat}"
         store = self._store
         if store is None:

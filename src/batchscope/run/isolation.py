@@ -61,7 +61,7 @@ def probe_in_process(
     image into one clear error before any time is spent training.
     """
     if framework != "torch":
-        from batchscope.integrations import framework_module
+        from batchscope.engine.frameworks import framework_module
 
         described = framework_module(framework).probe(workload, options)
     else:
@@ -97,21 +97,8 @@ def describe_workload(spec: str, workload: Workload) -> dict[str, Any]:
 
 
 def _failed(spec: TrialSpec, status: str, error: str) -> TrialResult:
-    failed = TrialResult(
-        device=spec.device,
-        batch_size=spec.batch_size,
-        repeat=spec.repeat,
-        status=status,
-        error=error,
-        seed=spec.seed,
-        threads=spec.threads,
-        drop_last=spec.drop_last,
-        warmup_steps=spec.warmup,
-    )
-    from batchscope.engine.variants import stamp
-
-    stamp(failed, spec)  # a failed bf16 trial stays in the bf16 series
-    return failed
+    # from_spec keeps the variant: a failed bf16 trial stays in the bf16 series
+    return TrialResult.from_spec(spec, status=status, error=error, threads=spec.threads)
 
 
 def run_in_process(
@@ -135,7 +122,7 @@ def run_in_process(
         cap_address_space(spec.memory_limit_bytes)
     try:
         if spec.framework != "torch":
-            from batchscope.integrations import framework_module
+            from batchscope.engine.frameworks import framework_module
 
             result = framework_module(spec.framework).run_trial(spec, progress=progress)
         else:
@@ -152,10 +139,11 @@ def run_in_process(
     limit = spec.memory_limit_bytes
     if limit and result.peak_memory_bytes is not None and result.peak_memory_bytes > limit:
         result.status = "oom"
-        peak_text, limit_text = format_bytes(result.peak_memory_bytes), format_bytes(limit)
-        if peak_text == limit_text:  # just over: the rounded figures would read as equal
-            peak_text, limit_text = f"{result.peak_memory_bytes:,} B", f"{limit:,} B"
-        result.error = f"peak memory {peak_text} exceeded --memory-limit {limit_text}"
+        over = result.peak_memory_bytes - limit
+        result.error = (
+            f"peak memory {format_bytes(result.peak_memory_bytes)} exceeded --memory-limit "
+            f"{format_bytes(limit)} by {format_bytes(over)}"
+        )
     return result
 
 

@@ -359,7 +359,7 @@ def find_max_batch_size(
     if obj is not None:
         isolation = "none"
     check_isolation(isolation)
-    _check_args(
+    check_args(
         steps=steps,
         granularity=granularity,
         margin=margin,
@@ -504,7 +504,7 @@ def _conclude(
     )
 
 
-def _check_args(
+def check_args(
     *,
     steps: int,
     granularity: int,

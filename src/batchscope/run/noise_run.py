@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from batchscope.core.results import json_safe
 from batchscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -97,17 +98,7 @@ class NoiseEstimate:
         data = asdict(self)
         data["micro_batch_size"] = self.micro_batch_size
         data["interval"] = f"{self.confidence * 100:g} % percentile bootstrap over steps"
-        return _jsonable(data)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+        return json_safe(data)
 
 
 # ---------------------------------------------------------------- the estimator
@@ -194,16 +185,11 @@ def estimate_noise_scale(
     import torch
 
     from batchscope.core.plan import TrialSpec
-    from batchscope.engine.trial import (
-        _batch_length,
-        _Trainer,
-        check_device,
-        seed_everything,
-        to_device,
-    )
+    from batchscope.engine.trainer import Trainer, batch_length, to_device
+    from batchscope.engine.trial import check_device, seed_everything
     from batchscope.workloads import WorkloadOptions, load_workload
 
-    _check_settings(batch_size, micro_batches, steps, every)
+    check_settings(batch_size, micro_batches, steps, every)
     if threads is not None:
         if threads < 1:
             raise UsageError(f"--threads {threads} must be at least 1")
@@ -233,7 +219,7 @@ def estimate_noise_scale(
         drop_last=True,  # every step splits into equal micro-batches
         warmup=0,
     )
-    trainer = _Trainer(spec, loaded, torch_device)
+    trainer = Trainer(spec, loaded, torch_device)
     model, optimizer = trainer.model, trainer.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     small = batch_size // micro_batches
@@ -252,8 +238,8 @@ def estimate_noise_scale(
         batch = next(batches)
         inputs = to_device(batch[0], torch_device, trainer.non_blocking)
         targets = to_device(batch[1], torch_device, trainer.non_blocking)
-        if _batch_length(targets) != batch_size:  # pragma: no cover - drop_last guards it
-            raise UsageError(f"a batch of {_batch_length(targets)} is not {batch_size}")
+        if batch_length(targets) != batch_size:  # pragma: no cover - drop_last guards it
+            raise UsageError(f"a batch of {batch_length(targets)} is not {batch_size}")
         sums = [torch.zeros_like(p) for p in params]
         small_sq = torch.zeros((), device=torch_device, dtype=torch.float64)
         loss_sum = torch.zeros((), device=torch_device)
@@ -294,7 +280,7 @@ def estimate_noise_scale(
     )
 
 
-def _check_settings(batch_size: int, micro_batches: int, steps: int, every: int) -> None:
+def check_settings(batch_size: int, micro_batches: int, steps: int, every: int) -> None:
     if micro_batches < 2:
         raise UsageError(f"--micro-batches {micro_batches} must be at least 2")
     if batch_size < micro_batches or batch_size % micro_batches:

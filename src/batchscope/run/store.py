@@ -46,7 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from batchscope.core.results import SCHEMA, RunResult, TrialResult
+from batchscope.core.results import SCHEMA, RunResult, TrialResult, now_iso
 from batchscope.errors import StoreError
 
 #: Where results go when the user names no store.
@@ -101,10 +101,6 @@ def new_run_id() -> str:
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(2)}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _dumps(value: Any) -> str:
@@ -337,7 +333,7 @@ class Store:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema_version", str(STORE_SCHEMA_VERSION)), ("created", _now())],
+                [("schema_version", str(STORE_SCHEMA_VERSION)), ("created", now_iso())],
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -554,7 +550,7 @@ class Store:
                     trial.status,
                     trial.device,
                     int(trial.batch_size),
-                    _now(),
+                    now_iso(),
                 ),
             )
         except sqlite3.IntegrityError as exc:  # the foreign key: no such run

@@ -6,13 +6,12 @@ callback; nothing here prints.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
-from batchscope.core.results import RunResult, TrialResult
+from batchscope.core.results import RunResult, TrialResult, now_iso
 from batchscope.errors import StoreError, UsageError
 from batchscope.run.isolation import (
     check_isolation,
@@ -72,10 +71,6 @@ def probe(
     else:
         data = probe_in_process(workload, options, framework)
     return Probe(workload=data["workload"], environment=data["environment"])
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_memory_limit(plan: Plan, found: Probe) -> None:
@@ -193,7 +188,7 @@ def run_sweep(
         run_id = new_run_id()
         run = RunResult(
             run_id=run_id,
-            created=_now(),
+            created=now_iso(),
             workload={**found.workload, "options": dict(plan.workload_options)},
             settings=settings,
             environment=found.environment,
@@ -274,7 +269,7 @@ def sweep(
     workload: str | Workload,
     batch_sizes: list[int] | str,
     *,
-    devices: list[str] | str = "cpu",
+    devices: list[str] | str = "best",
     steps: int | None = None,
     epochs: int | None = None,
     isolation: str = "process",
@@ -282,7 +277,12 @@ def sweep(
     on_event: OnEvent | None = None,
     **protocol: Any,
 ) -> RunResult:
-    """One-call Python API: ``batchscope.sweep("simplecnn", [16, 64], steps=20)``.
+    """One-call Python API: ``batchscope.sweep("simplecnn", [16, 64])``.
+
+    The defaults are the CLI's — the fastest device present (``devices="best"``), adaptive
+    steps to ±2 % — but one: nothing is stored unless ``store=`` is given (a library call
+    that writes files unasked would surprise; pass ``batchscope.Store.open_default()`` for
+    the CLI's store).
 
     ``workload`` is a spec string (built-in name, ``module:function``,
     ``file.py:function``) or a :class:`~batchscope.Workload` object (run in this

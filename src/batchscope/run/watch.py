@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from batchscope.core.samples import Sample
 from batchscope.errors import UsageError
 from batchscope.hardware.monitor import (
     DEFAULT_INTERVAL_S,
     HardwareSummary,
-    Sample,
     Sampler,
     default_sources,
     summarise,
