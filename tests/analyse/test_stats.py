@@ -36,8 +36,7 @@ def trial(
         step_time_s=stats,
         step_times_s=list(times),
         samples_per_s=batch_size / stats.median,
-        warmup_steps=1,
-        **kw,  # type: ignore[arg-type]
+        **{"warmup_steps": 1, **kw},  # type: ignore[arg-type]
     )
 
 
@@ -104,10 +103,18 @@ def test_outlier_trial_counts_outliers_and_hints() -> None:
 
 def test_slow_first_step_warns_warmup_and_is_not_also_an_outlier() -> None:
     times = [0.5, *CLEAN[1:]]
-    warnings = step_warnings(trial(times))
+    warnings = step_warnings(trial(times, warmup_steps=0))
     assert len(warnings) == 1
     assert "warm-up too short" in warnings[0] and "raise --warmup" in warnings[0]
     assert "5.0×" in warnings[0]
+
+
+def test_one_slow_step_after_a_warm_up_is_the_optimizer_set_up_not_a_short_warm_up() -> None:
+    # after warm-up the optimizer is restored and builds its state again in step 1
+    assert step_warnings(trial([0.5, *CLEAN[1:]], warmup_steps=3)) == []
+    # two slow steps: the warm-up was too short after all
+    warnings = step_warnings(trial([0.5, 0.45, *CLEAN[2:]], warmup_steps=3))
+    assert len(warnings) == 1 and "warm-up too short" in warnings[0]
 
 
 def test_failed_trial_has_no_step_warnings() -> None:
@@ -175,7 +182,7 @@ def test_findings_of_one_kind_are_grouped_into_one_line() -> None:
     noisy = [0.100, 0.130] * 10  # IQR 26 % of the median
     very = [0.100, 0.150] * 10  # quartiles 0.100 and 0.150: IQR 40 % of 0.125
     findings = step_findings(trial(noisy)) + step_findings(trial(very, batch_size=64, repeat=1))
-    findings += step_findings(trial([0.5, *CLEAN[1:]], batch_size=128))
+    findings += step_findings(trial([0.5, *CLEAN[1:]], batch_size=128, warmup_steps=0))
     lines = group_findings(findings)
     assert len(lines) == 2
     assert lines[0] == (

@@ -186,6 +186,13 @@ def step_findings(trial: TrialResult) -> list[Finding]:
         )
     times = trial.step_times_s
     slow = slow_first_step(times)
+    if slow is not None and trial.warmup_steps > 0 and slow_first_step(times[1:]) is None:
+        # After warm-up the weights and optimizer are restored to their initial state, so
+        # the first measured step builds the optimizer's state again (Adam: two buffers the
+        # size of the weights), a one-off that any training pays once; the median leaves
+        # it out. A warm-up too short shows as a second slow step too.
+        slow = None
+        times = times[1:]
     if slow is not None:
         add(
             "warmup",
@@ -194,7 +201,12 @@ def step_findings(trial: TrialResult) -> list[Finding]:
             f"of the others ({format_seconds(median(times[1:]))}): warm-up too short "
             f"(--warmup {trial.warmup_steps}); {HINTS['warmup']}",
         )
-    outliers = [i for i in outlier_indices(times) if not (slow is not None and i == 0)]
+    leading = 0  # a short warm-up's slow steps at the start are not outliers as well
+    if slow is not None:
+        rest = median(times[1:])
+        while leading < len(times) and times[leading] > SLOW_FIRST_RATIO * rest:
+            leading += 1
+    outliers = [i for i in outlier_indices(times) if i >= leading]
     if outliers:
         m = median(times)
         worst = max(outliers, key=lambda i: abs(times[i] - m))
