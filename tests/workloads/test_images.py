@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -258,3 +259,26 @@ def test_folder_truncated_png(folder: Path) -> None:
     bad.write_bytes(data[: len(data) // 2])
     message = _error(folder)
     assert str(bad) in message
+
+
+def test_sample_photos_are_scikit_learns_pixels_read_without_importing_it() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_sample_images
+
+    from batchscope.workloads.images import _sample_photos
+
+    bunch = load_sample_images()
+    expected = sorted(zip((Path(f).stem for f in bunch.filenames), bunch.images, strict=True))
+    got = _sample_photos()
+    assert [name for name, _ in got] == [name for name, _ in expected] == ["china", "flower"]
+    for (_, mine), (_, theirs) in zip(got, expected, strict=True):
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+    # a fresh process reading them never imports scikit-learn (1.6 s in every trial)
+    code = (
+        "import sys; from batchscope.workloads.images import _sample_photos; "
+        "_sample_photos(); print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -19,6 +19,7 @@ DataLoader workers can pickle them.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,18 +111,30 @@ def _check_size(size: int) -> None:
 # --------------------------------------------------------------------------- built-in photos
 
 
+def sample_photo_folder() -> Path:
+    """The folder of scikit-learn's sample JPEGs, found without importing scikit-learn.
+
+    ``import sklearn`` costs about 1.6 s, paid again in every trial's fresh child; the
+    two photos are plain files in its wheel, read here with PIL exactly as
+    ``sklearn.datasets.load_sample_images`` reads them.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("scikit-learn is not installed: its sample photos are the built-in data")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images"
+
+
 @functools.cache
 def _sample_photos() -> tuple[tuple[str, np.ndarray], ...]:
     """(class name, HxWx3 uint8 array) of scikit-learn's sample photos, sorted by name."""
-    from sklearn.datasets import load_sample_images
-
-    bunch = load_sample_images()
-    named = sorted(
-        (Path(name).stem, np.ascontiguousarray(image))
-        for name, image in zip(bunch.filenames, bunch.images, strict=True)
-    )
-    for _, image in named:
+    named = []
+    for path in sorted(sample_photo_folder().glob("*.jpg")):
+        with path.open("rb") as handle:
+            image = np.ascontiguousarray(np.asarray(Image.open(handle)))
         image.setflags(write=False)  # cached and shared: nobody may edit it
+        named.append((path.stem, image))
+    if not named:
+        raise ImportError(f"no sample photos in {sample_photo_folder()}")
     return tuple(named)
 
 
