@@ -84,6 +84,11 @@ CASES: dict[str, Case] = {
         "--steps", "3", "--max-error", "1%", named=("--max-error", "--steps")
     ),
     "repeats many": flags("--repeats", "many", named=("--repeats", "'many'", "auto")),
+    "image-size for linear": flags("--image-size", "64", named=("--image-size", "resnet18")),
+    "image-size too small": Case(
+        ("sweep", "resnet18", "--image-size", "8"), ("--image-size", "32")
+    ),
+    "image-size abc": Case(("sweep", "resnet18", "--image-size", "abc"), ("--image-size",)),
     "time-budget without auto": flags("--time-budget", "5m", named=("--time-budget", "auto")),
     # exports: refused before a store is opened or a trial runs
     "json folder missing": Case(

@@ -261,3 +261,38 @@ def test_no_arguments_prints_the_help_and_no_error(tmp_path: Path) -> None:
     assert code == 2
     assert "sweep" in out + err
     assert "error" not in err
+
+
+def test_image_size_reaches_resnet18_and_is_recorded(tmp_path: Path) -> None:
+    code, out, err = run_cli(
+        "sweep",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--images",
+        "24",
+        "-b",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--no-store",
+        "--json",
+        "-",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["workload"]["options"]["extra"]["image_size"] == 32  # what resume reads
+    assert result["workload"]["info"]["image_size"] == 32  # what the workload built
+    assert "32×32 photos" in result["workload"]["description"]
+    (trial,) = result["trials"]
+    assert trial["status"] == "ok"
+
+
+def test_the_cli_minimum_image_size_is_the_workloads() -> None:
+    from batchscope.cli.options import MIN_IMAGE_SIZE
+    from batchscope.workloads import resnet18
+
+    assert MIN_IMAGE_SIZE == resnet18.MIN_IMAGE_SIZE

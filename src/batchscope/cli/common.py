@@ -31,16 +31,36 @@ def given_params(ctx: typer.Context) -> set[str]:
     }
 
 
+#: the built-in workloads that read --image-size
+IMAGE_SIZE_WORKLOADS = ("resnet18",)
+
+
 def workload_options(
-    data: str | None, weights: str | None, images: int | None, seed: int
+    data: str | None,
+    weights: str | None,
+    images: int | None,
+    seed: int,
+    image_size: int | None = None,
+    workload: str | None = None,
 ) -> dict[str, Any]:
+    """The workload's options as plain JSON; ``--image-size`` travels in ``extra``."""
     from batchscope.workloads import WorkloadOptions
 
     if data is not None:
         data = str(Path(data).expanduser())
     if weights is not None:
         weights = str(Path(weights).expanduser())
-    return WorkloadOptions(data=data, weights=weights, images=images, seed=seed).to_dict()
+    extra: dict[str, Any] = {}
+    if image_size is not None:
+        if workload is not None and workload not in IMAGE_SIZE_WORKLOADS:
+            raise UsageError(
+                f"--image-size is for {', '.join(IMAGE_SIZE_WORKLOADS)}; "
+                f"{workload!r} sets its own input size"
+            )
+        extra["image_size"] = image_size
+    return WorkloadOptions(
+        data=data, weights=weights, images=images, seed=seed, extra=extra
+    ).to_dict()
 
 
 def resolve_devices(text: str, available: list[str]) -> list[str]:

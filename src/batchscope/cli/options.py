@@ -47,9 +47,27 @@ ImagesOpt = Annotated[
         "--images",
         rich_help_panel="What to run",
         metavar="N",
-        help="How many built-in samples to generate (resnet18 default 600, like the seeds).",
+        help="How many built-in samples to generate (resnet18 default 600, like the write-ups).",
         show_default=False,
         min=2,
+    ),
+]
+
+
+#: the smallest --image-size (equal to ``workloads.resnet18.MIN_IMAGE_SIZE``, which
+#: imports torch and so is not read here; a test holds the two equal)
+MIN_IMAGE_SIZE = 32
+
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        rich_help_panel="What to run",
+        metavar="PIXELS",
+        help="Side of the square images (resnet18 only; default 192, like the write-ups; "
+        f"at least {MIN_IMAGE_SIZE}).",
+        show_default=False,
+        min=MIN_IMAGE_SIZE,
     ),
 ]
 

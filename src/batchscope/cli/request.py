@@ -118,11 +118,10 @@ def resume_plan(
             if param == "repeats" and not protocol.get("repeats_auto"):
                 values.pop(name)
                 values["repeats"] = protocol["repeats"]
-    picked = {
-        k: v
-        for k, v in options.items()
-        if k in given or (k in ("data", "weights", "images") and k in given)
-    }
+    picked = {k: v for k, v in options.items() if k in given}
+    if "image_size" in given:
+        stored_extra = dict((run.workload.get("options") or {}).get("extra") or {})
+        picked["extra"] = {**stored_extra, "image_size": options["extra"]["image_size"]}
     if picked:
         values["workload_options"] = {**dict(run.workload.get("options") or {}), **picked}
     return resumed_plan(run, values)
@@ -287,12 +286,20 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         workload = "(stored)"  # the stored plan names it; nothing to choose
     workload, framework = choose_framework(workload, v.get("fastai_entry"), v.get("keras_entry"))
     data, weights, images = v.get("data"), v.get("weights"), v.get("images")
-    if framework != "torch" and (data or weights or images is not None):
+    image_size = v.get("image_size")
+    if framework != "torch" and (data or weights or images is not None or image_size):
         raise UsageError(
-            "--data, --weights and --images are for built-in workloads: your "
+            "--data, --weights, --images and --image-size are for built-in workloads: your "
             f"{'make_learner' if framework == 'fastai' else 'module'} provides the data"
         )
-    options = workload_options(data, weights, images, v.get("seed", 0))
+    options = workload_options(
+        data,
+        weights,
+        images,
+        v.get("seed", 0),
+        image_size=image_size,
+        workload=None if workload == "(stored)" else workload,
+    )
     if framework == "fastai":
         from batchscope.integrations.fastai import parse_fit
 

@@ -10,7 +10,7 @@ from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import default_threads, workload_options
 from batchscope.cli.console import stderr, stdout
 from batchscope.cli.display import SearchDisplay
-from batchscope.cli.options import DataOpt, ImagesOpt, WeightsOpt, WorkloadArg
+from batchscope.cli.options import DataOpt, ImageSizeOpt, ImagesOpt, WeightsOpt, WorkloadArg
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,6 +117,7 @@ def maxbs(
     data: DataOpt = None,
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
+    image_size: ImageSizeOpt = None,
     json_path: Annotated[
         str | None,
         typer.Option(
@@ -152,7 +153,9 @@ def maxbs(
         memory_limit_bytes=limit,
         trial_timeout_s=trial_timeout,
     )
-    options = workload_options(data, weights, images, seed)
+    options = workload_options(
+        data, weights, images, seed, image_size=image_size, workload=workload
+    )
     err = stderr()
     display = SearchDisplay(err, enabled=not quiet)
     with display:

@@ -12,7 +12,14 @@ import typer
 from batchscope.cli.app import app
 from batchscope.cli.common import store_for_reading, workload_options
 from batchscope.cli.console import stderr, stdout
-from batchscope.cli.options import DataOpt, ImagesOpt, StoreOpt, WeightsOpt, WorkloadArg
+from batchscope.cli.options import (
+    DataOpt,
+    ImageSizeOpt,
+    ImagesOpt,
+    StoreOpt,
+    WeightsOpt,
+    WorkloadArg,
+)
 
 if TYPE_CHECKING:
     from batchscope.core.results import RunResult
@@ -88,6 +95,7 @@ def noise(
     data: DataOpt = None,
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
+    image_size: ImageSizeOpt = None,
     json_path: Annotated[
         str | None,
         typer.Option("--json", help="Write the estimates and goodput as JSON.", show_default=False),
@@ -123,7 +131,9 @@ def noise(
         sizes = sorted({t.batch_size for t in run.trials if t.ok})
     else:
         sizes = parse_batch_sizes("16..1024")
-    options = workload_options(data, weights, images, seed)
+    options = workload_options(
+        data, weights, images, seed, image_size=image_size, workload=workload
+    )
     err = stderr()
     with (
         err.status("estimating the gradient noise scale…", spinner="dots")

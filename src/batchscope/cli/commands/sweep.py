@@ -8,12 +8,12 @@ import typer
 
 from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import given_params
-from batchscope.cli.options import DataOpt, ImagesOpt, WeightsOpt, WideOpt
+from batchscope.cli.options import DataOpt, ImageSizeOpt, ImagesOpt, WeightsOpt, WideOpt
 from batchscope.cli.request import build_sweep_request
 from batchscope.cli.run_report import run_and_report
 
 SWEEP_EPILOG = """\
-Examples (the seeds' experiments):
+Examples (the experiments of the four write-ups batchscope replaces):
 
   batchscope sweep resnet18 --batch-sizes 16..256 --epochs 3 --freeze-epochs 1
 
@@ -219,6 +219,7 @@ def sweep(
     data: DataOpt = None,
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
+    image_size: ImageSizeOpt = None,
     json_path: Annotated[
         str | None,
         typer.Option(
