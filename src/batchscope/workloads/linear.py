@@ -46,6 +46,6 @@ def build(options: WorkloadOptions) -> Workload:
         val_dataset=TensorDataset(x[n:], y[n:]),
         loss=nn.MSELoss(),
         optimizer=_optimizer,
-        description="seed 002's nn.Linear(10, 1) regression, SGD(lr=0.01), MSE",
+        description="the SGD write-up's nn.Linear(10, 1) regression, SGD(lr=0.01), MSE",
         info={"n_train": n, "n_val": n_val, "features": N_FEATURES, "noise_std": NOISE_STD},
     )

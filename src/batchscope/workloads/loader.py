@@ -24,11 +24,12 @@ BUILTINS: dict[str, tuple[str, str]] = {
     ),
     "simplecnn": (
         "batchscope.workloads.simplecnn",
-        "seed 001's SimpleCNN: one conv layer on 32×32×3 inputs, 10 classes, Adam",
+        "the step-timing write-up's SimpleCNN: one conv layer on 32×32×3 inputs, 10 classes, Adam",
     ),
     "linear": (
         "batchscope.workloads.linear",
-        "seed 002's nn.Linear(10, 1) regression, SGD(lr=0.01), MSE, synthetic y = Xw + noise",
+        "the SGD write-up's nn.Linear(10, 1) regression, SGD(lr=0.01), MSE, "
+        "synthetic y = Xw + noise",
     ),
     "digits": (
         "batchscope.workloads.digits",

@@ -158,7 +158,7 @@ def build(options: WorkloadOptions) -> Workload:
         source = "scikit-learn sample photos (china.jpg, flower.jpg)"
         notes.append(
             f"data: {n_images} random {size}×{size} crops of two scikit-learn sample photos "
-            f"(classes {', '.join(classes)}), not the seeds' scraped images; "
+            f"(classes {', '.join(classes)}), not the write-ups' scraped images; "
             "--data DIR uses your own"
         )
     if state_dict is None:

@@ -22,7 +22,7 @@ training_time_gpu is fine) or given with --time-column. Values may carry units:
 read too.
 
 What the column holds decides the fit: per-step times are divided by the batch
-size; per-epoch times (a fixed data set, like the seeds' training times) are fitted
+size; per-epoch times (a fixed data set, like the write-ups' training times) are fitted
 as they are, and their throughput is the relative performance (best time / time).
 --kind overrides what the column name suggests.
 
