@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from batchscope.core.results import RunResult, StepStats, TrialResult
 from batchscope.report.export import to_json
 from conftest import run_cli
@@ -17,6 +19,20 @@ QUICK = ("-b", "8,16", "--steps", "8", "--warmup", "0", "--threads", "1", "--no-
 def test_version() -> None:
     code, out, _ = run_cli("--version", cwd=".")
     assert code == 0 and out.startswith("batchscope 0.")
+
+
+def test_no_flag_in_any_help_shows_a_bool_type(capsys: pytest.CaptureFixture[str]) -> None:
+    from batchscope.cli.main import main
+
+    commands = ["", "sweep", "demo", "runs", "show", "export", "report", "compare", "fit"]
+    commands += ["maxbs", "noise", "watch", "env", "workloads"]
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*command.split(), "--help"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert "--help" in out and "Show this message" in out, command
+        assert "<bool>" not in out, command
 
 
 def test_every_trial_ok_exits_0_and_json_dash_is_stdout(tmp_path: Path) -> None:

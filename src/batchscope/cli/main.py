@@ -6,6 +6,7 @@ Importing the command modules registers their commands on :data:`batchscope.cli.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -34,6 +35,21 @@ def bad_value(exc: Exception, argv: list[str] | None) -> str:
     return ""
 
 
+def hide_flag_types(command: Any) -> None:
+    """Show on/off flags (``--help``, ``--install-completion``, ...) without a ``<bool>``.
+
+    typer 0.29 prints the value type beside every option, flags included, as if
+    ``--help`` took a value named ``bool``; an empty metavar removes it. The help
+    option is built lazily per command and then cached, so it is built here once.
+    """
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one line and exit 2 for every user error, 130 on Ctrl-C.
 
@@ -43,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
+    hide_flag_types(command)
     state = CliState(debug="--debug" in args)
     if not args:  # no arguments: the help is the answer (and exit status 2)
         with command.make_context("batchscope", ["--help"], resilient_parsing=True) as root:
