@@ -82,6 +82,8 @@ def test_noise_with_goodput_against_a_run(
         (("noise", "linear", "--micro-batches", "1"), "--micro-batches 1 must be at least 2"),
         (("noise", "linear", "--batch-size", "30", "--micro-batches", "8"), "equal parts"),
         (("noise", "linear", "--run", "other.json"), "goodput needs the same workload"),
+        (("noise", "linear", "--no-store", "--run", "abc123"), "with --no-store, --run takes"),
+        (("noise", "linear", "--no-store", "--store", "x.db"), "contradict"),
         (("sweep", "linear", "--epochs", "1", "--target", "accuracy"), "not METRIC=VALUE"),
         (("sweep", "linear", "--target", "accuracy=0.9"), "--target needs --epochs"),
     ],

@@ -43,13 +43,17 @@ Examples:
 """
 
 
-def _load_run(text: str, store_path: str | None) -> RunResult:
+def _load_run(text: str, store_path: str | None, no_store: bool = False) -> RunResult:
     """A results JSON file, or a run id (prefix) in the results store."""
 
     if text.endswith(".json") or Path(text).expanduser().is_file():
         from batchscope.report.build import load_results_json
 
         return load_results_json(text)
+    if no_store:
+        from batchscope.errors import UsageError
+
+        raise UsageError(f"--run {text}: with --no-store, --run takes a results JSON file")
     store = store_for_reading(store_path)
     return store.get_run(store.resolve_run_id(text))
 
@@ -101,6 +105,14 @@ def noise(
         typer.Option("--json", help="Write the estimates and goodput as JSON.", show_default=False),
     ] = None,
     store_path: StoreOpt = None,
+    no_store: Annotated[
+        bool,
+        typer.Option(
+            "--no-store",
+            help="Touch no results store: noise never writes one, and with this it reads none "
+            "either (--run then takes a results JSON file).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Estimate the gradient noise scale (≈ critical batch size), E(b) and goodput."""
@@ -122,7 +134,11 @@ def noise(
         check_writable(json_path, "--json")
     check_settings(batch_size, micro_batches, steps, every)
     check_device_names(device)
-    run = _load_run(run_ref, store_path) if run_ref else None
+    if no_store and store_path is not None:
+        from batchscope.errors import UsageError
+
+        raise UsageError("--store and --no-store contradict each other")
+    run = _load_run(run_ref, store_path, no_store) if run_ref else None
     if run is not None:
         check_same_workload(workload, run)
     if sizes_text is not None:
