@@ -70,15 +70,23 @@ def test_cpu_sampler_sees_a_busy_loop_and_idle() -> None:
     assert sum(idle) / len(idle) < 15, idle
 
 
+class _CostlyWalks(CpuSource):
+    """As on a busy machine where one walk for children costs far more than its share."""
+
+    CHILD_SCAN_SHARE = 1e-12
+
+
 def test_cpu_sampler_follows_children_and_memory() -> None:
-    """A parent that only waits shows its child's load and memory in the tree's figures."""
+    """A parent that only waits shows its child's load and memory in the tree's figures,
+    even where the walks for children cost so much that only MAX_SCAN_EVERY_S forces them."""
     code = (
         "import subprocess, sys; subprocess.run([sys.executable, '-c', "
         "'import time\\nx = bytearray(200 * 2**20)\\nend = time.perf_counter() + 1.2\\n"
         "while time.perf_counter() < end: x[0] = 1'])"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
-    with Sampler([CpuSource(proc.pid)], interval_s=0.1) as sampler:
+    assert _CostlyWalks.MAX_SCAN_EVERY_S < 1.2  # shorter than the child lives
+    with Sampler([_CostlyWalks(proc.pid)], interval_s=0.1) as sampler:
         proc.wait()
     summary = summarise(sampler.samples)
     assert summary.peak_rss_bytes is not None and summary.peak_rss_bytes > 200 * 2**20

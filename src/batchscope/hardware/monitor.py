@@ -42,7 +42,9 @@ class CpuSource:
     means walking every process on the machine (about 15 µs each, a millisecond
     or more per walk), so the children list is refreshed at most every
     ``children_every_s`` and never more often than keeps the walks under
-    ``CHILD_SCAN_SHARE`` of one core. A child that a refresh finds counts with its
+    ``CHILD_SCAN_SHARE`` of one core, but at least every ``MAX_SCAN_EVERY_S`` (on a
+    busy machine with many processes the share rule alone spaced the walks so far
+    apart that a child living a second was never seen). A child that a refresh finds counts with its
     mean load since it started, so a late discovery does not read as idle time.
     Elsewhere psutil reads the same figures (one ``oneshot()`` per process).
     """
@@ -50,6 +52,8 @@ class CpuSource:
     name = "cpu"
     #: the most of one core the walks for new children may take
     CHILD_SCAN_SHARE = 0.002
+    #: the longest wait between two walks, whatever a walk costs
+    MAX_SCAN_EVERY_S = 1.0
 
     def __init__(
         self,
@@ -127,7 +131,8 @@ class CpuSource:
                 self._procs.update((p.pid, p) for p in found)
         cost = time.thread_time() - before
         self._last_scan = now
-        self._next_scan = now + max(self.children_every_s, cost / self.CHILD_SCAN_SHARE)
+        wait = max(self.children_every_s, cost / self.CHILD_SCAN_SHARE)
+        self._next_scan = now + min(wait, max(self.children_every_s, self.MAX_SCAN_EVERY_S))
 
     def read(self, sample: Sample) -> None:
         now = time.monotonic()
