@@ -75,22 +75,28 @@ def _time_scale(seconds: float) -> tuple[float, str]:
     return (1.0, "s") if seconds >= 1 else (1e3, "ms")
 
 
+def _digits3(x: float) -> str:
+    """Three significant digits, never in exponent form ('2,060', not '2.06e+03')."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
 def step_time(p: Point) -> str:
     """'1.09 s [1.02–1.16]' — or '12.5 s (1 step: no interval)'."""
     scale, unit = _time_scale(p.step_time_s)
-    value = f"{p.step_time_s * scale:.3g}"
+    value = _digits3(p.step_time_s * scale)
     if p.step_time_low_s is None or p.step_time_high_s is None:
         return f"{value} {unit} (no interval)"
-    low, high = f"{p.step_time_low_s * scale:.3g}", f"{p.step_time_high_s * scale:.3g}"
+    low, high = _digits3(p.step_time_low_s * scale), _digits3(p.step_time_high_s * scale)
     return f"{value} {unit} {bracket(low, high)}"
 
 
 def steps_count(p: Point) -> str:
-    """'20', or '3×20' for rounds of equal length, or '18+20+20'."""
+    """'20', or '3×20' for rounds of equal length, or the total '58' for rounds of
+    different lengths (the per-round counts, in the JSON, would not fit 80 columns)."""
     ns = p.steps_per_round
     if len(ns) > 1 and len(set(ns)) == 1:
         return f"{len(ns)}×{ns[0]}"
-    return "+".join(map(str, ns)) if ns else str(p.n_steps)
+    return str(sum(ns)) if ns else str(p.n_steps)
 
 
 def samples_per_s(p: Point) -> str:
