@@ -73,6 +73,19 @@ def format_seconds(s: float | None) -> str:
     return f"{int(minutes)} min {seconds:02.0f} s"
 
 
+def format_flops(x: float | None, *, per_s: bool = True) -> str:
+    """Decimal units, three significant figures: '112 GFLOP/s' (or '8.06 MFLOP')."""
+    unit = "FLOP/s" if per_s else "FLOP"
+    if x is None or not math.isfinite(x):
+        return "–"
+    value = float(x)
+    for prefix in ("", "k", "M", "G", "T", "P"):
+        if abs(value) < 999.5 or prefix == "P":
+            return f"{value:.3g} {prefix}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
 def format_with_spread(value: float, spread: float, unit_scale: float = 1.0) -> str:
     """'12.3 ± 0.4': the value rounded to the precision its spread supports."""
     value *= unit_scale

@@ -103,3 +103,34 @@ def available_devices() -> list[str]:
 def collect() -> dict[str, Any]:
     """Host and torch facts together."""
     return {**host_info(), **torch_info()}
+
+
+def check_device(name: str) -> Any:
+    """The ``torch.device`` for ``name``, or a :class:`~batchscope.errors.DeviceError` if it
+    is not usable here (imports torch).
+
+    The one rule for every device check: it lives at the hardware layer so that a hardware
+    measurement (``batchscope peak``) can use it without importing the engine, and
+    :func:`batchscope.engine.trial.check_device` delegates to it.
+    """
+    import torch
+
+    from batchscope.errors import DeviceError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} is not present: torch sees no CUDA GPU")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {name!r} is not present: {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise DeviceError(f"device {name!r} is not present: MPS is not available")
+    elif device.type != "cpu" and device.type != "xpu":
+        raise DeviceError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps")
+    return device

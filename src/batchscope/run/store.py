@@ -63,6 +63,9 @@ BUSY_TIMEOUT_MS = 30_000
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
+#: ``meta`` keys the store writes itself, which :meth:`Store.put_meta` refuses
+_RESERVED_META = frozenset({"schema_version", "created"})
+
 _SCHEMA_SQL = """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -429,6 +432,28 @@ class Store:
             return self.conn.execute(sql, tuple(params))
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot write to results store {self.path}: {exc}") from exc
+
+    # -- meta: small facts kept beside the runs (e.g. the measured device peak) -------
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key`` in the ``meta`` table, or None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (replacing it), committed at once.
+
+        The store's own keys (``schema_version``, ``created``) cannot be written; a
+        read-only store raises :class:`StoreError` (callers that only cache check
+        :attr:`readonly` first).
+        """
+        if key in _RESERVED_META:
+            raise StoreError(f"meta key {key!r} belongs to the store itself")
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
 
     # -- runs ----------------------------------------------------------------------
 
