@@ -16,6 +16,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+# No sweep of the suite measures the device's matmul peak (a few seconds each, in a fresh
+# store every time): as if every sweep said --no-peak. The tests of MFU unset it.
+os.environ["BATCHSCOPE_NO_PEAK"] = "1"
+
 #: What a CLI subprocess returns: (exit status, stdout, stderr).
 CliResult = tuple[int, str, str]
 

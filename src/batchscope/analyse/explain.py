@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from batchscope.analyse.causes import measured_causes
 from batchscope.analyse.curves import CurveFit, fit_throughput_model, fit_time_model
+from batchscope.analyse.efficiency import (
+    EfficiencyVerdict,
+    PointEfficiency,
+    efficiency_verdict,
+    series_efficiency,
+)
 from batchscope.analyse.points import NO_STEP_TIMES, Drift, Point, series_points
 from batchscope.analyse.ranking import NEAR_BEST, NearBest, Ranking, rank, smallest_near_best
 from batchscope.analyse.recommend import Choice, Recommendation, memory_fit, recommend, recommended
@@ -74,6 +80,13 @@ class DeviceAnalysis:
     notes: list[str] = field(default_factory=list)
     #: failed batch size -> the first failing trial's error line
     errors: dict[int, str] = field(default_factory=dict)
+    #: per batch size with a FLOP count: achieved FLOP/s and MFU (analyse.efficiency)
+    efficiency: list[PointEfficiency] = field(default_factory=list)
+    #: the fastest size's MFU and whether the device is saturated beyond it
+    efficiency_verdict: EfficiencyVerdict | None = None
+
+    def point_efficiency(self, batch_size: int) -> PointEfficiency | None:
+        return next((e for e in self.efficiency if e.batch_size == batch_size), None)
 
     def point(self, batch_size: int) -> Point | None:
         return next((p for p in self.points if p.batch_size == batch_size), None)
@@ -136,6 +149,12 @@ class DeviceAnalysis:
                     "throughput": self.throughput_fit.to_dict() if self.throughput_fit else None,
                 },
                 "memory_model": _memory_dict(self.memory_fit),
+                "efficiency": {
+                    "verdict": self.efficiency_verdict.to_dict()
+                    if self.efficiency_verdict
+                    else None,
+                    "points": [e.to_dict() for e in self.efficiency],
+                },
                 "run_to_run_variation": self.drift.to_dict(),
                 "points": [p.to_dict() for p in self.points],
                 "failed": {
@@ -302,6 +321,7 @@ def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
 
         warnings = [for_python(w) for w in warnings]
         notes = [for_python(n) for n in notes]
+    efficiency = series_efficiency(points, [t for t in trials if t.ok])
     return DeviceAnalysis(
         device=device,
         points=points,
@@ -323,6 +343,8 @@ def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
             b: next((t.error for t in trials if t.batch_size == b and not t.ok and t.error), "")
             for b in failed
         },
+        efficiency=efficiency,
+        efficiency_verdict=efficiency_verdict(device, efficiency, ranking, points),
     )
 
 

@@ -197,6 +197,31 @@ class TrialResult:
     lr_scaling: str = "none"
     base_batch_size: int | None = None
     lr_warmup_steps: int = 0
+    #: model FLOPs of one optimizer step — forward, loss and backward of every micro-batch,
+    #: as torch.utils.flop_counter counts them (matmuls, convolutions, attention: 2 per
+    #: multiply-add; elementwise ops and the optimizer are not counted), from the shapes
+    #: alone, so compiled and mixed-precision variants count the same. None when not
+    #: counted (batchscope.engine.flops; the notes say why)
+    flops_per_step: int | None = None
+    #: flops_per_step ÷ effective_batch_size
+    flops_per_sample: float | None = None
+    #: flops_per_step ÷ the median step time (FLOP/s), and the same over the median's
+    #: 95 % interval (low from median_high, high from median_low; None without one)
+    achieved_flops_per_s: float | None = None
+    achieved_flops_per_s_low: float | None = None
+    achieved_flops_per_s_high: float | None = None
+    #: the device's matmul peak measured on this machine in device_peak_dtype
+    #: (batchscope.hardware.peak), FLOP/s, with its 95 % interval; None with --no-peak
+    device_peak_flops: float | None = None
+    device_peak_flops_low: float | None = None
+    device_peak_flops_high: float | None = None
+    device_peak_dtype: str | None = None
+    #: model FLOPs utilisation: achieved_flops_per_s ÷ device_peak_flops (0.41: 41 %); its
+    #: interval combines both conservatively: low = achieved low ÷ peak high, high =
+    #: achieved high ÷ peak low (batchscope.analyse.efficiency)
+    mfu: float | None = None
+    mfu_low: float | None = None
+    mfu_high: float | None = None
 
     @classmethod
     def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:

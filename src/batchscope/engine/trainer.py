@@ -161,7 +161,8 @@ class Trainer:
                 break
         return MicroBatches(group)
 
-    def _inputs(self, batch: Any) -> tuple[Any, Any]:
+    def inputs(self, batch: Any) -> tuple[Any, Any]:
+        """A batch's (inputs, targets) on the device, channels-last when the trial asks."""
         inputs = to_device(batch[0], self.device, self.non_blocking)
         targets = to_device(batch[1], self.device, self.non_blocking)
         if self.spec.channels_last:
@@ -192,7 +193,7 @@ class Trainer:
         """
         if isinstance(batch, MicroBatches):
             return self._accumulated_step(batch)
-        inputs, targets = self._inputs(batch)
+        inputs, targets = self.inputs(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             outputs = self.forward_model(inputs)
@@ -206,7 +207,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum: torch.Tensor | None = None
         for batch in group:
-            inputs, targets = self._inputs(batch)
+            inputs, targets = self.inputs(batch)
             with self.autocast():
                 outputs = self.forward_model(inputs)
                 loss = self.loss_fn(outputs, targets)
@@ -227,7 +228,7 @@ class Trainer:
         """
         clock = time.perf_counter
         t0 = clock()
-        inputs, targets = self._inputs(batch)
+        inputs, targets = self.inputs(batch)
         self.sync()
         t1 = clock()
         self.optimizer.zero_grad(set_to_none=True)
@@ -260,7 +261,7 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         with torch.no_grad(), self.autocast():  # validated in the trial's precision
             for batch in self.val_loader:
-                inputs, targets = self._inputs(batch)
+                inputs, targets = self.inputs(batch)
                 outputs = self.model(inputs)
                 n = batch_length(targets)
                 total_loss += float(self.loss_fn(outputs, targets)) * n

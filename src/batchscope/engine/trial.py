@@ -31,7 +31,7 @@ from batchscope.engine.instrument import (
 )
 from batchscope.engine.step_summary import summarise_steps
 from batchscope.engine.trainer import Trainer, default_head, set_frozen
-from batchscope.errors import DeviceError, UsageError
+from batchscope.errors import UsageError
 from batchscope.workloads import Workload, WorkloadOptions, load_workload
 
 if TYPE_CHECKING:
@@ -43,23 +43,13 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 
 def check_device(name: str) -> torch.device:
-    """The torch device for ``name``, or a :class:`DeviceError` if it is not usable here."""
-    import torch
+    """The torch device for ``name``, or a :class:`DeviceError` if it is not usable here.
 
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} is not present: torch sees no CUDA GPU")
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {name!r} is not present: {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif device.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceError(f"device {name!r} is not present: MPS is not available")
-    elif device.type != "cpu" and device.type != "xpu":
-        raise DeviceError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps")
-    return device
+    One rule for trials and ``batchscope peak``: ``hardware.envinfo.check_device``.
+    """
+    from batchscope.hardware.envinfo import check_device as check
+
+    return check(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -133,11 +123,11 @@ def run_trial(
     setup_time = time.perf_counter() - setup_start
 
     try:
-        _warm_up(trainer, spec.warmup, notify)
+        _warm_up(trainer, spec.warmup, notify, result)
     except Diverged as stop:
         return _diverged(result, stop, memory)
-    if spec.warmup > 0:
-        memory.restart()  # the warm-up's snapshot and restore never count in the peak
+    # the FLOP count, the warm-up's snapshot and its restore never count in the peak
+    memory.restart()
     trainer.memory = memory
     result.warmup_steps = spec.warmup
     if spec.compile:
@@ -178,14 +168,30 @@ def _diverged(result: TrialResult, stop: Diverged, memory: MemoryProbe) -> Trial
     return result
 
 
-def _warm_up(trainer: Trainer, steps: int, notify: Progress) -> None:
-    """Run ``steps`` untimed steps, then restore model and optimizer to their initial state.
+def _warm_up(trainer: Trainer, steps: int, notify: Progress, result: TrialResult) -> None:
+    """Count the step's FLOPs, run ``steps`` untimed steps, then restore model and
+    optimizer to their initial state.
 
     Each warm-up step is clocked on its own (``trainer.warmup_clock``): with
     ``--compile`` the first one holds the compilation, reported as ``compile_time_s``.
+
+    The FLOP count (:func:`batchscope.engine.flops.record_step_flops`) runs on the first
+    batch, after the snapshot is saved, so the restore undoes anything it touched. With
+    ``--warmup 0`` there is no snapshot, and it runs anyway: the count restores what it
+    touches itself (gradients, buffers such as batch-norm statistics, the random state)
+    and never steps the optimizer, so the measured protocol trains what it would have
+    trained without it — and a ``--warmup 0`` trial still gets its FLOPs and MFU. Either
+    way the memory probe restarts after this (the count's activations never count in the
+    peak) and the shuffles start again from the seed.
     """
+    from batchscope.engine.flops import record_step_flops
+
     trainer.warmup_clock = variants.WarmupClock()
     if steps <= 0:
+        batches = trainer.batches()
+        record_step_flops(trainer, trainer.next_batch(batches), result)
+        del batches
+        trainer.generator.manual_seed(trainer.spec.seed)  # the protocol sees the same shuffles
         return
     import tempfile
 
@@ -201,12 +207,16 @@ def _warm_up(trainer: Trainer, steps: int, notify: Progress) -> None:
     )
     scaler_state = trainer.scaler.state_dict() if trainer.scaler is not None else None
     batches = trainer.batches()
+    first = trainer.next_batch(batches)
+    record_step_flops(trainer, first, result)
     for i in range(steps):
         with trainer.warmup_clock.step():
-            loss, _ = trainer.step(trainer.next_batch(batches))
+            batch = first if i == 0 else trainer.next_batch(batches)
+            loss, _ = trainer.step(batch)
             trainer.sync()
         check_finite(loss, i + 1, warmup=True)
         notify("warmup", {"done": i + 1, "total": steps})
+    del first
     trainer.sync()
     del batches
     try:  # memory-mapped: the restore reads the file's pages, it allocates no copy
@@ -407,7 +417,7 @@ def _run_validation_steps(trainer: Trainer, steps: int, result: TrialResult) -> 
         with torch.no_grad(), trainer.autocast():
             for _ in range(steps):
                 batch = next(batches)
-                inputs, targets = trainer._inputs(batch)
+                inputs, targets = trainer.inputs(batch)
                 trainer.loss_fn(trainer.model(inputs), targets)
         trainer.sync()
     finally:

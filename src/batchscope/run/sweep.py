@@ -2,17 +2,27 @@
 
 This is the Python API the CLI is glue over. Progress is reported through a
 callback; nothing here prints.
+
+Before the first trial the sweep measures the matmul peak of every (device, precision)
+of the plan (:func:`batchscope.run.peak_cache.peak_for`: a few seconds in a fresh child
+process, once per machine when a store caches it) and records it in the run's
+environment as ``device_peaks``; every ok trial then gets its achieved FLOP/s and MFU
+(:mod:`batchscope.analyse.efficiency`) before it is stored. ``peak=False`` (``--no-peak``)
+or the environment variable ``BATCHSCOPE_NO_PEAK=1`` skips the peak: the trials keep their
+FLOP counts and achieved FLOP/s, without an MFU.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from batchscope.analyse.efficiency import stamp_mfu
 from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
 from batchscope.core.results import RunResult, TrialResult, now_iso
-from batchscope.errors import StoreError, UsageError
+from batchscope.errors import BatchscopeError, StoreError, UsageError
 from batchscope.run.isolation import (
     check_isolation,
     cpu_child_env,
@@ -92,6 +102,93 @@ def check_memory_limit(
         )
 
 
+#: set to anything but "" or "0", it skips the device peak in every sweep (as --no-peak)
+NO_PEAK_ENV = "BATCHSCOPE_NO_PEAK"
+
+
+def peak_wanted(peak: bool | None) -> bool:
+    """``peak`` when given; otherwise on, unless ``BATCHSCOPE_NO_PEAK`` is set."""
+    if peak is not None:
+        return peak
+    return os.environ.get(NO_PEAK_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
+def _peak_entry(device: str, dtype: str, threads: int | None, found: Any) -> dict[str, Any]:
+    """What the run records of one measured peak (``environment["device_peaks"]``)."""
+    return {
+        "device": device,
+        "dtype": dtype,
+        "threads": found.threads,
+        "flops_per_s": found.flops_per_s,
+        "flops_per_s_low": found.flops_per_s_low,
+        "flops_per_s_high": found.flops_per_s_high,
+        "best_n": found.best_n,
+        "copy_bytes_per_s": found.copy_bytes_per_s,
+        "vendor_name": found.vendor_name,
+        "vendor_flops_per_s": found.vendor_flops_per_s,
+        "tf32": found.tf32,
+        "measured_at": found.measured_at,
+        "asked_threads": threads,
+    }
+
+
+def measure_peaks(
+    plan: Plan,
+    store: Store | None,
+    notify: OnEvent,
+    known: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The matmul peak of every (device, precision) of ``plan``, each once.
+
+    A precision's peak is measured in its own dtype (fp32 for fp32, bf16 and fp16 for
+    their autocast); a CPU's with the plan's threads. ``known`` entries (a resumed run's)
+    are kept. One that cannot be measured (a dtype the device cannot multiply in) is an
+    entry with an ``error``, never a failed sweep. Events: ``peak`` before each
+    measurement, ``peak_done`` (with the entry) after.
+    """
+    from batchscope.run.peak_cache import cached_peak, peak_for
+
+    out = [dict(e) for e in known or [] if not e.get("error")]
+    have = {(e.get("device"), e.get("dtype")) for e in out}
+    for device in plan.devices:
+        for dtype in dict.fromkeys(plan.precisions):
+            if (device, dtype) in have:
+                continue
+            threads = plan.threads if device.split(":")[0] == "cpu" else None
+            try:
+                cached = cached_peak(store, device, dtype, threads) is not None
+                notify("peak", {"device": device, "dtype": dtype, "cached": cached})
+                found = peak_for(store, device, dtype, threads)
+            except BatchscopeError as exc:
+                entry: dict[str, Any] = {
+                    "device": device,
+                    "dtype": dtype,
+                    "asked_threads": threads,
+                    "error": " ".join(str(exc).split()),
+                }
+            else:
+                entry = _peak_entry(device, dtype, threads, found)
+                entry["cached"] = cached
+            out.append(entry)
+            have.add((device, dtype))
+            notify("peak_done", dict(entry))
+    return out
+
+
+def peak_of(peaks: list[dict[str, Any]], spec: TrialSpec) -> dict[str, Any] | None:
+    """The measured peak a trial's MFU divides by: its device's, in its precision."""
+    return next(
+        (
+            p
+            for p in peaks
+            if p.get("device") == spec.device
+            and p.get("dtype") == spec.precision
+            and not p.get("error")
+        ),
+        None,
+    )
+
+
 #: ``--repeats auto`` starts with this many rounds: the fewest that measure run-to-run drift
 AUTO_MIN_ROUNDS = 2
 
@@ -112,6 +209,7 @@ def run_sweep(
     debug: bool = False,
     more_rounds: MoreRounds | None = None,
     notes: list[str] | None = None,
+    peak: bool | None = None,
 ) -> RunResult:
     """Run every trial of ``plan`` and return the run with all its trials.
 
@@ -123,6 +221,8 @@ def run_sweep(
     With ``plan.repeats_auto`` the sweep runs two rounds, then asks ``more_rounds``
     (default: :func:`batchscope.analyse.stability.verdicts_settled`) after each
     round whether to add one, up to ``plan.max_rounds`` or ``plan.time_budget_s``.
+    ``peak`` (default: on unless ``BATCHSCOPE_NO_PEAK`` is set) measures each device's
+    matmul peak before the first trial, cached in ``store``, for the trials' MFU.
     """
     import time
 
@@ -196,6 +296,18 @@ def run_sweep(
         if store is not None:
             store.create_run(run, [s.key for s in specs])
 
+    peaks: list[dict[str, Any]] = list(run.environment.get("device_peaks") or [])
+    if peak_wanted(peak) and plan.framework == "torch":  # the others count no FLOPs
+        try:
+            measured = measure_peaks(plan, store, notify, known=peaks)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(run, resumable=store is not None) from None
+        if measured != peaks:
+            peaks = measured
+            run.environment = {**run.environment, "device_peaks": peaks}
+            if store is not None:
+                store.update_environment(run_id, run.environment)
+
     by_key: dict[str, TrialResult] = {}
     started = time.monotonic()
 
@@ -217,6 +329,8 @@ def run_sweep(
                 raise SweepInterrupted(
                     _finish(run, store, specs, by_key), resumable=store is not None
                 ) from None
+            if trial.ok:
+                stamp_mfu(trial, peak_of(peaks, spec))
             by_key[spec.key] = trial
             if store is not None:
                 store.add_trial(run_id, spec.key, trial)
@@ -275,6 +389,7 @@ def sweep(
     isolation: str = "process",
     store: Store | None = None,
     on_event: OnEvent | None = None,
+    peak: bool | None = None,
     **protocol: Any,
 ) -> RunResult:
     """One-call Python API: ``batchscope.sweep("simplecnn", [16, 64])``.
@@ -288,6 +403,9 @@ def sweep(
     ``file.py:function``) or a :class:`~batchscope.Workload` object (run in this
     process). ``protocol`` takes the other :class:`~batchscope.core.plan.Plan` fields
     (``warmup``, ``threads``, ``seed``, ``freeze_epochs``, ``repeats`` ...).
+    ``peak=False`` skips measuring the device's matmul peak (a few seconds, cached in
+    ``store``): the trials then have no MFU (default: measured, unless the environment
+    variable ``BATCHSCOPE_NO_PEAK`` is set).
     """
     sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else list(batch_sizes)
     spec = workload if isinstance(workload, str) else workload.name
@@ -313,5 +431,11 @@ def sweep(
         **protocol,
     )
     return run_sweep(
-        plan, isolation=isolation, store=store, on_event=on_event, found=found, workload=obj
+        plan,
+        isolation=isolation,
+        store=store,
+        on_event=on_event,
+        found=found,
+        workload=obj,
+        peak=peak,
     )
