@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from batchscope.analyse.efficiency import format_mfu
 from batchscope.core.results import TrialResult
 from batchscope.core.series import variant_label
 from batchscope.units import format_bytes, format_seconds
@@ -50,10 +51,24 @@ def trial_verdict(trial: TrialResult) -> str:
         return (
             f"[green]✓[/] {head}: {format_seconds(trial.step_time_s.median)}/step{precise} "
             f"(n={trial.step_time_s.n}{limit}), {trial.samples_per_s:,.1f} samples/s{mem}"
+            + (f", MFU {format_mfu(trial.mfu)}" if trial.mfu is not None else "")
         )
     if trial.ok:
         return f"[green]✓[/] {head}: done (no full-size step to time)"
     return f"[red]✗[/] {head}: {trial.status}: {trial.error or ''}"
+
+
+def peak_line(entry: dict[str, Any]) -> str:
+    """'cpu fp32 matmul peak: 112 GFLOP/s [109–114] (measured)' — or why there is none."""
+    from batchscope.units import format_flops
+
+    head = f"{entry.get('device')} {entry.get('dtype')} matmul peak"
+    if entry.get("error"):
+        return f"[yellow]note:[/] {head} not measured, so no MFU: {entry['error']}"
+    low, high = entry.get("flops_per_s_low"), entry.get("flops_per_s_high")
+    interval = f" [{format_flops(low)} – {format_flops(high)}]" if low and high else ""
+    how = "cached" if entry.get("cached") else "measured"
+    return f"{head}: {format_flops(entry.get('flops_per_s'))}{interval} ({how})"
 
 
 class LiveDisplay:
@@ -110,6 +125,21 @@ class SweepDisplay(LiveDisplay):
             return
         if kind == "probe":
             self.notes(payload)
+        elif kind == "peak":
+            if self.current is not None:
+                self.progress.remove_task(self.current)
+            what = f"{payload['device']} {payload['dtype']} matmul peak"
+            self.current = self.progress.add_task(
+                f"reading the cached {what}"
+                if payload.get("cached")
+                else f"measuring the {what} for MFU (once per machine; --no-peak skips it)",
+                total=None,
+            )
+        elif kind == "peak_done":
+            if self.current is not None:
+                self.progress.remove_task(self.current)
+                self.current = None
+            self.console.print(peak_line(payload), highlight=False)
         elif kind == "trial_start":
             spec = payload["spec"]
             if self.overall is None:

@@ -89,7 +89,21 @@ WideOpt = Annotated[
         "--wide",
         metavar="",
         rich_help_panel="Outputs",
-        help="The full table (interval of samples/s, time, samples/epoch) even in a "
+        help="The full table (interval of samples/s, MFU, time, samples/epoch) even in a "
         "terminal narrower than 120 columns.",
+    ),
+]
+
+
+NoPeakOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-peak",
+        metavar="",
+        rich_help_panel="How to measure",
+        help="Measure no device peak: the trials keep their FLOP counts and FLOP/s but get "
+        "no MFU. The peak (a few seconds of matmuls in a fresh process) is otherwise measured "
+        "once per machine, device, dtype and threads and cached in the store. "
+        "BATCHSCOPE_NO_PEAK=1 does the same.",
     ),
 ]

@@ -49,6 +49,8 @@ class SweepRequest:
     announce: str | None = None
     #: the full table whatever the terminal's width
     wide: bool = False
+    #: --no-peak: measure no device peak (no MFU); False leaves it to BATCHSCOPE_NO_PEAK
+    no_peak: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -339,4 +341,5 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         out_dir=v.get("out_dir"),
         no_report=v.get("no_report", False),
         wide=v.get("wide", False),
+        no_peak=v.get("no_peak", False),
     )

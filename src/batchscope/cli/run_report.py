@@ -100,6 +100,7 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
                 found=found,
                 debug=state.debug,
                 notes=warnings,
+                peak=False if r.no_peak else None,
             )
     except SweepInterrupted as stop:
         done = len(stop.run.trials)

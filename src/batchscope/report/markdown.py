@@ -198,6 +198,32 @@ def _child_env(value: Any, _all: Mapping[str, Any]) -> str:
 
 
 #: environment key -> (label, formatter or None for the plain value), in display order
+def _peaks(value: Any, _all: Mapping[str, Any]) -> str:
+    """``cpu fp32: 112 GFLOP/s [109–114] (2 threads)``, one per measured device peak."""
+    from batchscope.units import format_flops
+
+    if not isinstance(value, list) or not value:
+        return "not measured"
+    parts = []
+    for p in value:
+        if not isinstance(p, dict):
+            continue
+        head = f"{p.get('device')} {p.get('dtype')}"
+        if p.get("error"):
+            parts.append(f"{head}: not measured ({p['error']})")
+            continue
+        text = f"{head}: {format_flops(p.get('flops_per_s'))}"
+        if p.get("flops_per_s_low") and p.get("flops_per_s_high"):
+            low, high = format_flops(p["flops_per_s_low"]), format_flops(p["flops_per_s_high"])
+            text += f" [{low.split()[0]}–{high}]" if low.split()[1:] == high.split()[1:] else ""
+        if p.get("threads") and str(p.get("device", "")).startswith("cpu"):
+            text += f" ({p['threads']} threads)"
+        if p.get("vendor_flops_per_s"):
+            text += f"; datasheet {format_flops(p['vendor_flops_per_s'])}"
+        parts.append(text)
+    return "; ".join(parts) or "not measured"
+
+
 ENV_LABELS: dict[str, tuple[str, Formatter | None]] = {
     "hostname": ("Host name", None),
     "os": ("Operating system", None),
@@ -217,6 +243,7 @@ ENV_LABELS: dict[str, tuple[str, Formatter | None]] = {
     "cuda_build": ("CUDA (PyTorch build)", _or("none (CPU-only build)")),
     "cudnn": ("cuDNN", _or("none")),
     "torch_threads_default": ("PyTorch threads (default)", None),
+    "device_peaks": ("Measured matmul peak (for MFU)", _peaks),
 }
 
 #: settings key -> (label, formatter), in display order
@@ -488,6 +515,8 @@ def _device_blocks(d: DeviceAnalysis) -> list[Block]:
         fits.append(("Memory", memory_line(d.memory_fit).removeprefix("memory: ")))
     if d.memory_limit_bytes:
         fits.append(("Memory limit", format_bytes(d.memory_limit_bytes)))
+    if d.efficiency_verdict is not None:
+        fits.append(("Efficiency (MFU)", d.efficiency_verdict.reason))
     blocks += [Heading(3, "Shape and fits"), Fields(fits)]
     if d.causes:
         blocks += [Heading(3, "Measured causes"), Bullets(list(d.causes))]
@@ -541,7 +570,13 @@ def report_document(
         blocks.append(
             Paragraph(
                 f"Brackets: the {INTERVAL_NAME} (95 % CI); (n): the measured steps, "
-                "rounds × steps. Relative: samples/s as a share of the series' fastest.",
+                "rounds × steps. Relative: samples/s as a share of the series' fastest."
+                + (
+                    " MFU: counted model FLOPs per second as a share of the device's matmul "
+                    "peak measured on this machine."
+                    if any(d.efficiency_verdict for d in analysis.devices)
+                    else ""
+                ),
                 kind="muted",
             )
         )

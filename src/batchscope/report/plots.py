@@ -1,4 +1,4 @@
-"""The report's figures, as PNG bytes: time per sample, throughput, memory, relative bars.
+"""The report's figures, as PNG bytes: time per sample, throughput, memory, MFU, relative bars.
 
 Every figure plots one line (one colour) per device over a log2 batch-size axis whose
 ticks are the batch sizes measured; measurements carry their error bars, fits are
@@ -490,6 +490,65 @@ def figure_memory(analysis: RunAnalysis, *, workload: str | None = None) -> Figu
     return fig
 
 
+# ---------------------------------------------------------------- (c') MFU
+
+
+def has_mfu(analysis: RunAnalysis) -> bool:
+    return any(e.mfu is not None for d in analysis.devices for e in d.efficiency)
+
+
+def figure_mfu(analysis: RunAnalysis, *, workload: str | None = None) -> Figure | None:
+    """MFU per batch size with its interval, one line per series; ``None`` without one."""
+    from batchscope.analyse.efficiency import format_mfu
+    from batchscope.units import format_flops
+
+    if not has_mfu(analysis):
+        return None
+    devices = analysis.devices
+    fig, ax = _new_figure()
+    sizes = _all_sizes(devices)
+    handles: list[Any] = []
+    for i, d in enumerate(devices):
+        es = [e for e in d.efficiency if e.mfu is not None]
+        if not es:
+            continue
+        ys = [100.0 * (e.mfu or 0.0) for e in es]
+        lows = [None if e.mfu_low is None else 100.0 * e.mfu_low for e in es]
+        highs = [None if e.mfu_high is None else 100.0 * e.mfu_high for e in es]
+        judged = [e.mfu_low is not None and e.mfu_high is not None for e in es]
+        peak = next(e for e in es if e.peak)
+        label = f"{_safe(d.device)} (peak {format_flops(peak.peak)} {_safe(peak.peak_dtype or '')})"
+        handles.append(
+            _measured(
+                ax, [e.batch_size for e in es], ys, _error_bars(ys, lows, highs), judged, i, label
+            )
+        )
+        verdict = d.efficiency_verdict
+        if verdict is not None:
+            ax.annotate(
+                _safe(format_mfu(verdict.mfu)),
+                (verdict.batch_size, 100.0 * verdict.mfu),
+                textcoords="offset points",
+                xytext=(0, 9),
+                ha="center",
+                fontsize=8.5,
+                color=_color(i),
+            )
+    ax.set_ylim(bottom=0)
+    _log2_axis(ax, sizes)
+    failed = _mark_failures(ax, devices)
+    ax.set_ylabel("MFU (% of the measured matmul peak)")
+    ax.set_title(_title("Model FLOPs utilisation against batch size", workload))
+    _legend(ax, handles, failed)
+    return fig
+
+
+def plot_mfu(analysis: RunAnalysis, *, workload: str | None = None) -> bytes | None:
+    """:func:`figure_mfu` as PNG bytes (``None`` without a measured peak)."""
+    fig = figure_mfu(analysis, workload=workload)
+    return None if fig is None else _png(fig)
+
+
 # ---------------------------------------------------------------- (d) relative performance
 
 
@@ -758,6 +817,16 @@ PLOTS: tuple[PlotSpec, ...] = (
         "Peak memory of the trial at each batch size (the largest over rounds; one reading, "
         "so no bars); dashed: the fitted line a + m·b, drawn on to the failed sizes to show "
         f"why they failed; red dash-dot: the memory limit, when one was set; {_FAILED}.",
+    ),
+    PlotSpec(
+        "mfu",
+        "Model FLOPs utilisation against batch size",
+        plot_mfu,
+        "The model FLOPs utilisation at each batch size: the counted FLOPs of a training "
+        "step (forward and backward matmuls and convolutions) per second, as a percentage of "
+        "the device's matmul peak measured on this machine in the series' dtype (higher is "
+        "better); bars: 95 % interval, from the step time's interval and the peak's; "
+        f"{_HOLLOW}; {_FAILED}.",
     ),
     PlotSpec(
         "relative",

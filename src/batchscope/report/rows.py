@@ -10,11 +10,14 @@ recommendation show the same numbers. Columns:
 * **Relative** — samples/s as a share of the series' fastest (the point figures);
 * **Time** — with ``--epochs`` the measured protocol (median over rounds); with
   steps the estimated epoch, ``samples_per_epoch / samples/s``;
-* **Samples/epoch**, **Peak memory** (the largest over rounds) and **Status**, one word.
+* **Samples/epoch**, **Peak memory** (the largest over rounds) and **Status**, one word;
+* **MFU** — only in a run with a measured device peak: the model FLOPs utilisation,
+  achieved FLOP/s (counted FLOPs per sample × samples/s) over the device's measured
+  matmul peak, with its interval (:mod:`batchscope.analyse.efficiency`).
 
 The terminal shows a compact table below 120 columns (batch, step time, n, samples/s,
 relative, peak memory, status: it fits 80 columns) and the full one from 120 or with
-``--wide``; reports always show the full one.
+``--wide``; reports always show the full one. MFU is a column of the full table only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batchscope.analyse.efficiency import format_mfu
 from batchscope.core.results import RunResult, TrialResult
 from batchscope.report.wording import fmt_rate, samples_per_s, step_time, steps_count
 from batchscope.units import format_bytes, format_seconds
@@ -45,10 +49,13 @@ class Row:
     status: str
     #: samples/s without its interval (the compact table's column)
     samples_per_s_value: str = "–"
+    #: the MFU with its interval ("41 % [38–44]"), and whether the table has the column
+    mfu: str = "–"
+    show_mfu: bool = False
 
     def cells(self, wide: bool = True) -> list[str]:
         """The row's cells for the full table (reports, ``--wide``) or the compact one."""
-        return [getattr(self, field) for _, field in (WIDE if wide else COMPACT)]
+        return [getattr(self, field) for _, field in columns(wide, self.show_mfu)]
 
 
 #: (header, Row field) of the full table; {time} is the protocol's or the estimated epoch's
@@ -73,8 +80,26 @@ COMPACT = (
     ("Peak mem", "memory"),
     ("Status", "status"),
 )
+#: the full table's MFU column, after "Relative", in a run with a measured peak
+MFU_COLUMN = ("MFU [95 % CI]", "mfu")
 #: the terminal table is the full one from this width on
 WIDE_FROM_COLUMNS = 120
+
+
+def columns(wide: bool = True, mfu: bool = False) -> tuple[tuple[str, str], ...]:
+    """(header, Row field) of the full or compact table; ``mfu`` adds the MFU column
+    to the full one."""
+    if not wide:
+        return COMPACT
+    if not mfu:
+        return WIDE
+    at = [f for _, f in WIDE].index("relative") + 1
+    return (*WIDE[:at], MFU_COLUMN, *WIDE[at:])
+
+
+def has_mfu(run: RunResult) -> bool:
+    """Whether any trial of the run has an MFU (a FLOP count and a measured peak)."""
+    return any(t.mfu is not None for t in run.trials)
 
 
 def time_label(run: RunResult) -> str:
@@ -85,7 +110,7 @@ def time_label(run: RunResult) -> str:
 
 
 def headers(run: RunResult, wide: bool = True) -> list[str]:
-    return [h.format(time=time_label(run)) for h, _ in (WIDE if wide else COMPACT)]
+    return [h.format(time=time_label(run)) for h, _ in columns(wide, has_mfu(run))]
 
 
 def _median(values: list[float]) -> float:
@@ -114,6 +139,7 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
     for t in run.trials:
         if t.device == device:
             by_size.setdefault(t.batch_size, []).append(t)
+    show_mfu = has_mfu(run)
     rows = []
     for b in sorted(by_size):
         trials = sorted(by_size[b], key=lambda t: t.repeat)
@@ -137,6 +163,7 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
                     if first.peak_memory_bytes is not None
                     else "–",
                     status=_status(trials) if not all(t.ok for t in trials) else "no steps",
+                    show_mfu=show_mfu,
                 )
             )
             continue
@@ -149,6 +176,7 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
         else:
             time = "–"
         rel = analysis.relative(b)
+        e = analysis.point_efficiency(b)
         rows.append(
             Row(
                 batch_size=str(b),
@@ -165,6 +193,8 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
                 if p.peak_memory_bytes is not None
                 else "–",
                 status=_status(trials),
+                mfu=format_mfu(e.mfu, e.mfu_low, e.mfu_high) if e is not None else "–",
+                show_mfu=show_mfu,
             )
         )
     return rows

@@ -208,6 +208,8 @@ def summary_lines(d: DeviceAnalysis) -> list[str]:
         lines.append(describe_fit(d.throughput_fit))
     if d.memory_fit is not None:
         lines.append(memory_line(d.memory_fit))
+    if d.efficiency_verdict is not None:
+        lines.append(f"efficiency: {d.efficiency_verdict.reason}")
     lines += [f"cause: {c}" for c in d.causes]
     lines += [
         f"failed: b={b}: {status}: {d.errors[b]}"

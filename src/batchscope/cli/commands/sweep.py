@@ -8,7 +8,14 @@ import typer
 
 from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import given_params
-from batchscope.cli.options import DataOpt, ImageSizeOpt, ImagesOpt, WeightsOpt, WideOpt
+from batchscope.cli.options import (
+    DataOpt,
+    ImageSizeOpt,
+    ImagesOpt,
+    NoPeakOpt,
+    WeightsOpt,
+    WideOpt,
+)
 from batchscope.cli.request import build_sweep_request
 from batchscope.cli.run_report import run_and_report
 
@@ -216,6 +223,7 @@ def sweep(
         ),
     ] = None,
     wide: WideOpt = False,
+    no_peak: NoPeakOpt = False,
     data: DataOpt = None,
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
