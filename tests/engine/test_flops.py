@@ -150,3 +150,26 @@ def test_the_count_changes_nothing_the_trial_trains_or_measures_with_warmup_0() 
         flops.record_step_flops = original
     assert a.flops_per_step is not None and b.flops_per_step is None
     assert a.final_train_loss == b.final_train_loss
+
+
+def test_bytes_moved_counts_operands_of_every_op_but_views() -> None:
+    from batchscope.engine.flops import bytes_counter
+
+    a, w = torch.randn(8, 16), torch.randn(4, 16)
+    counter = bytes_counter()
+    with counter:
+        out = torch.mm(a, w.t())  # t() is a view: it moves nothing
+    assert counter.total == 4 * (a.numel() + w.numel() + out.numel())
+
+
+def test_bytes_per_step_grows_linearly_with_the_batch_and_holds_the_optimizer() -> None:
+    moved = {}
+    for b in (8, 16, 32):
+        result = TrialResult(device="cpu", batch_size=b)
+        trainer = _trainer(_spec(batch_size=b))
+        record_step_flops(trainer, (torch.randn(b, 10), torch.randn(b, 1)), result)
+        assert result.bytes_per_step is not None
+        moved[b] = result.bytes_per_step
+        params = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+        assert moved[b] >= 3 * params + b * 10 * 4  # the optimizer's share and the input
+    assert moved[32] - moved[16] == 2 * (moved[16] - moved[8])

@@ -7,6 +7,16 @@ them conservatively: its low end is the achieved rate's low end over the peak's 
 end, its high end the achieved high over the peak low — wider than either, never
 narrower than the truth allows.
 
+Beside the FLOPs, a trial's estimated bytes moved per step (``bytes_per_step``) over the
+device's measured copy bandwidth is the time memory traffic alone would take; its share
+of the median step is the ``bandwidth_fraction``. :func:`bound_of` reads both shares:
+a step whose FLOPs at the peak take at least half its time is *compute-bound*, one whose
+bytes at the copy bandwidth do (and more than its FLOPs) is *memory-bound*, and one
+that neither explains spends its time elsewhere: Python, kernel launches, small ops,
+data handling — a larger batch spreads those over more samples. One half is a
+convention (the share at which one cause accounts for most of the step), not a fitted
+threshold; the call uses the shares' interval ends, so noise alone does not make it.
+
 Per batch size (a :class:`~batchscope.analyse.points.Point`, rounds combined) the
 achieved rate is ``flops_per_sample × samples/s`` over the point's interval, so the MFU
 column reads the same uncertainty model as every other figure. :func:`efficiency_verdict`
@@ -74,6 +84,53 @@ def mfu(
     return achieved / peak, low, high
 
 
+def bandwidth_fraction(
+    bytes_per_step: float | None,
+    copy_bytes_per_s: float | None,
+    median_s: float | None,
+    median_low_s: float | None = None,
+    median_high_s: float | None = None,
+) -> Interval:
+    """(share, low, high) of the median step that ``bytes_per_step`` takes at the copy
+    bandwidth; the low end from the step's high end. (None, None, None) without parts."""
+    if not _ok(bytes_per_step) or not _ok(copy_bytes_per_s) or not _ok(median_s):
+        return None, None, None
+    assert bytes_per_step is not None and copy_bytes_per_s is not None and median_s
+    memory_s = bytes_per_step / copy_bytes_per_s
+    low = memory_s / median_high_s if median_high_s and _ok(median_high_s) else None
+    high = memory_s / median_low_s if median_low_s and _ok(median_low_s) else None
+    return memory_s / median_s, low, high
+
+
+#: a cause "explains" the step when it accounts for at least this share of it
+BOUND_SHARE = 0.5
+
+
+def bound_of(
+    mfu_value: float | None,
+    mfu_low: float | None,
+    bandwidth: float | None,
+    bandwidth_low: float | None,
+) -> str | None:
+    """ "compute", "memory", "overhead" (neither explains the step), or None (unknown).
+
+    Judged on the interval's low end where there is one, its value otherwise: compute-
+    bound when the FLOPs at the peak take ≥ :data:`BOUND_SHARE` of the step, memory-bound
+    when the bytes at the copy bandwidth do and take more of it than the FLOPs; overhead
+    when the high-side values of both are below the share."""
+    if mfu_value is None or bandwidth is None:
+        return None
+    m = mfu_low if mfu_low is not None else mfu_value
+    b = bandwidth_low if bandwidth_low is not None else bandwidth
+    if m >= BOUND_SHARE and m >= b:
+        return "compute"
+    if b >= BOUND_SHARE and bandwidth > mfu_value:
+        return "memory"
+    if mfu_value < BOUND_SHARE and bandwidth < BOUND_SHARE:
+        return "overhead"
+    return None
+
+
 def stamp_achieved(trial: TrialResult) -> None:
     """Set ``achieved_flops_per_s`` (and its interval) from the trial's count and steps."""
     s = trial.step_time_s
@@ -89,7 +146,24 @@ def stamp_mfu(trial: TrialResult, peak: dict[str, Any] | None) -> None:
     """Stamp the achieved rate and, with a ``peak`` (a PeakResult as a dict), the device
     peak and the MFU with its interval on an ok trial."""
     stamp_achieved(trial)
-    if peak is None or not _ok(peak.get("flops_per_s")):
+    if peak is None:
+        return
+    s = trial.step_time_s
+    if trial.ok and s is not None and _ok(peak.get("copy_bytes_per_s")):
+        trial.device_copy_bytes_per_s = float(peak["copy_bytes_per_s"])
+        if trial.bytes_per_step:
+            (
+                trial.bandwidth_fraction,
+                trial.bandwidth_fraction_low,
+                trial.bandwidth_fraction_high,
+            ) = bandwidth_fraction(
+                trial.bytes_per_step,
+                trial.device_copy_bytes_per_s,
+                s.median,
+                s.median_low,
+                s.median_high,
+            )
+    if not _ok(peak.get("flops_per_s")):
         return
     trial.device_peak_flops = float(peak["flops_per_s"])
     trial.device_peak_flops_low = peak.get("flops_per_s_low")
@@ -126,6 +200,17 @@ class PointEfficiency:
     mfu: float | None = None
     mfu_low: float | None = None
     mfu_high: float | None = None
+    bytes_per_sample: float | None = None
+    bandwidth_fraction: float | None = None
+    bandwidth_fraction_low: float | None = None
+    bandwidth_fraction_high: float | None = None
+
+    @property
+    def bound(self) -> str | None:
+        """What limits this batch size's step (:func:`bound_of`)."""
+        return bound_of(
+            self.mfu, self.mfu_low, self.bandwidth_fraction, self.bandwidth_fraction_low
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +226,11 @@ class PointEfficiency:
             "mfu": self.mfu,
             "mfu_low": self.mfu_low,
             "mfu_high": self.mfu_high,
+            "bytes_per_sample": self.bytes_per_sample,
+            "bandwidth_fraction": self.bandwidth_fraction,
+            "bandwidth_fraction_low": self.bandwidth_fraction_low,
+            "bandwidth_fraction_high": self.bandwidth_fraction_high,
+            "bound": self.bound,
         }
 
 
@@ -164,9 +254,10 @@ def point_efficiency(p: Point, trials: Sequence[TrialResult]) -> PointEfficiency
     low = fps * p.samples_per_s_low if p.samples_per_s_low is not None else None
     high = fps * p.samples_per_s_high if p.samples_per_s_high is not None else None
     achieved = fps * p.samples_per_s
+    memory = _point_bandwidth(p, good)
     peaked = next((t for t in good if _ok(t.device_peak_flops)), None)
     if peaked is None:
-        return PointEfficiency(p.batch_size, fps, achieved, low, high)
+        return PointEfficiency(p.batch_size, fps, achieved, low, high, **memory)
     value, m_low, m_high = mfu(
         achieved,
         low,
@@ -188,7 +279,30 @@ def point_efficiency(p: Point, trials: Sequence[TrialResult]) -> PointEfficiency
         value,
         m_low,
         m_high,
+        **memory,
     )
+
+
+def _point_bandwidth(p: Point, good: Sequence[TrialResult]) -> dict[str, Any]:
+    """The point's bytes per sample and bandwidth fraction: bytes per sample × samples/s
+    over the copy bandwidth, on the point's samples/s interval (empty without parts)."""
+    counted = [t for t in good if t.bytes_per_step and _ok(t.device_copy_bytes_per_s)]
+    if not counted:
+        return {}
+    per_sample = _median(
+        [float(t.bytes_per_step or 0) / (t.effective_batch_size or t.batch_size) for t in counted]
+    )
+    copy = float(counted[0].device_copy_bytes_per_s or 0.0)
+
+    def share(rate: float | None) -> float | None:
+        return per_sample * rate / copy if rate is not None else None
+
+    return {
+        "bytes_per_sample": per_sample,
+        "bandwidth_fraction": share(p.samples_per_s),
+        "bandwidth_fraction_low": share(p.samples_per_s_low),
+        "bandwidth_fraction_high": share(p.samples_per_s_high),
+    }
 
 
 def series_efficiency(
@@ -239,6 +353,10 @@ class EfficiencyVerdict:
     beyond: str | None
     #: the one-line verdict
     reason: str
+    #: what limits the step at that batch size (:func:`bound_of`), and the share of it
+    #: that its bytes take at the measured copy bandwidth
+    bound: str | None = None
+    bandwidth_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -250,6 +368,8 @@ class EfficiencyVerdict:
             "device_peak_dtype": self.peak_dtype,
             "saturated": self.beyond in ("slower", "flat"),
             "beyond_fastest": self.beyond,
+            "bound": self.bound,
+            "bandwidth_fraction": self.bandwidth_fraction,
             "reason": self.reason,
         }
 
@@ -305,6 +425,7 @@ def efficiency_verdict(
         )
     elif beyond == "largest":
         line += "; it is the largest batch size measured: a larger one may reach more"
+    line += _bound_phrase(e)
     return EfficiencyVerdict(
         batch_size=e.batch_size,
         mfu=e.mfu,
@@ -315,4 +436,24 @@ def efficiency_verdict(
         device=series,
         beyond=beyond,
         reason=line,
+        bound=e.bound,
+        bandwidth_fraction=e.bandwidth_fraction,
     )
+
+
+def _bound_phrase(e: PointEfficiency) -> str:
+    """The verdict's second sentence: what the step's time goes to ('' when unknown)."""
+    if e.bandwidth_fraction is None:
+        return ""
+    share = format_mfu(e.bandwidth_fraction, e.bandwidth_fraction_low, e.bandwidth_fraction_high)
+    moved = f"its bytes moved at the measured copy bandwidth take {share} of a step"
+    if e.bound == "memory":
+        return f". Memory-bound: {moved}"
+    if e.bound == "compute":
+        return f". Compute-bound ({moved})"
+    if e.bound == "overhead":
+        return (
+            f". Neither the FLOPs nor the memory traffic explain the step ({moved}): "
+            "its time goes to overheads (Python, kernel launches, small ops)"
+        )
+    return f" ({moved})"

@@ -222,6 +222,16 @@ class TrialResult:
     mfu: float | None = None
     mfu_low: float | None = None
     mfu_high: float | None = None
+    #: bytes one step reads and writes, estimated from its ops' operand sizes
+    #: (batchscope.engine.flops: forward and backward ops + 3 × parameter bytes)
+    bytes_per_step: int | None = None
+    #: the device's measured copy bandwidth (bytes read + written per second)
+    device_copy_bytes_per_s: float | None = None
+    #: the share of the median step that bytes_per_step takes at that bandwidth (0.6:
+    #: memory traffic alone explains 60 % of the step), with the step time's interval
+    bandwidth_fraction: float | None = None
+    bandwidth_fraction_low: float | None = None
+    bandwidth_fraction_high: float | None = None
 
     @classmethod
     def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:
