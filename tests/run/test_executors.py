@@ -246,9 +246,12 @@ def test_ray_resources_per_trial() -> None:
     )
     assert gpu == {"num_gpus": 1, "num_cpus": 1}
     wide = WideSpec(workload="linear", device="cuda:0", batch_size=8, world_size=4)
-    assert ex.ray_resources(wide, parallel_cpu_trials=False, node_slots=True, max_node_cpus=8)[
-        "num_gpus"
-    ] == 4
+    assert (
+        ex.ray_resources(wide, parallel_cpu_trials=False, node_slots=True, max_node_cpus=8)[
+            "num_gpus"
+        ]
+        == 4
+    )
     cpu = ex.ray_resources(spec("cpu"), parallel_cpu_trials=False, node_slots=True, max_node_cpus=8)
     assert cpu["resources"] == {ex.CPU_TRIAL_RESOURCE: 1}
     free = ex.ray_resources(spec("cpu"), parallel_cpu_trials=True, node_slots=True, max_node_cpus=8)
