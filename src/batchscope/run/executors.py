@@ -396,8 +396,8 @@ class GpuPoolExecutor(Executor):
 
 
 def _die_with_parent() -> None:
-    """In a worker: get SIGKILL when the driver dies (Linux), so a killed sweep leaves no
-    worker; the worker's trial child dies with the worker the same way."""
+    """In a worker, before exec: get SIGKILL when the driver dies (Linux), so a killed
+    sweep leaves no worker; the worker's trial child dies with the worker the same way."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -405,81 +405,121 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def _pinned_worker(
-    conn: Any,
-    index: int,
-    spec_dict: dict[str, Any],
-    gpus: list[str],
-    timeout_s: float | None,
-    debug: bool,
-) -> None:
-    """A gpus worker process: one pinned trial, its events and result sent to the driver."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and kills us
+def worker_main() -> int:
+    """``python -m batchscope.run.executors``: a gpus worker, one pinned trial.
 
-    def progress(kind: str, payload: dict[str, Any]) -> None:
-        conn.send(("progress", index, kind, payload))
+    Reads {spec, gpus, timeout_s, debug} as JSON on stdin, writes JSON lines to stdout:
+    ["progress", kind, payload] while the trial runs, then ["done", trial dict].
+    Its environment already names its GPUs (CUDA_VISIBLE_DEVICES), which the trial's
+    child inherits.
+    """
+    import json
+
+    request = json.loads(sys.stdin.read())
+    out = sys.stdout
+
+    def send(*message: Any) -> None:
+        out.write(json.dumps(list(message)) + "\n")
+        out.flush()
 
     result = run_pinned(
-        spec_dict, gpus, executor="gpus", timeout_s=timeout_s, debug=debug, progress=progress
+        request["spec"],
+        request["gpus"],
+        executor="gpus",
+        timeout_s=request["timeout_s"],
+        debug=request["debug"],
+        set_visible=False,
+        progress=lambda kind, payload: send("progress", kind, payload),
     )
-    conn.send(("done", index, result))
-    conn.close()
+    send("done", result)
+    return 0
 
 
 class SpawnLauncher:
-    """A fresh spawned worker process per trial (never forked: the driver has threads)."""
+    """A fresh worker process per trial (``python -m batchscope.run.executors``), its
+    environment pinned to the trial's GPUs; each sends its events as JSON lines."""
 
     def __init__(self, *, timeout_s: float | None, debug: bool) -> None:
-        import multiprocessing
-
-        self.ctx = multiprocessing.get_context("spawn")
         self.timeout_s = timeout_s
         self.debug = debug
-        self.workers: dict[int, tuple[Any, Any]] = {}
+        self.workers: dict[int, Any] = {}
+        self.buffers: dict[int, bytes] = {}
+        #: workers whose result has arrived (their end of output is then no failure)
+        self.finished: set[int] = set()
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
 
     def start(self, index: int, spec: TrialSpec, gpus: Sequence[str]) -> None:
-        reader, writer = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(
-            target=_pinned_worker,
-            args=(writer, index, spec.to_dict(), list(gpus), self.timeout_s, self.debug),
-            daemon=True,
+        import json
+        import subprocess
+
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        # the worker must import the same batchscope as we are, installed or not
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchscope.run.executors"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches the driver only; it kills the workers
+            preexec_fn=_die_with_parent,
         )
-        proc.start()
-        writer.close()
-        self.workers[index] = (proc, reader)
+        assert proc.stdin is not None
+        request = {
+            "spec": spec.to_dict(),
+            "gpus": list(gpus),
+            "timeout_s": self.timeout_s,
+            "debug": self.debug,
+        }
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+        self.workers[index] = proc
+        self.buffers[index] = b""
 
     def next_message(self) -> Message:
-        from multiprocessing.connection import wait
+        import json
+        import select
 
         while self.inbox.empty():
-            by_reader = {id(r): (i, p, r) for i, (p, r) in self.workers.items()}
-            for ready in wait([r for _, r in self.workers.values()]):
-                index, proc, reader = by_reader[id(ready)]
-                try:
-                    message = reader.recv()
-                except (EOFError, OSError):
-                    proc.join()
-                    reader.close()
-                    del self.workers[index]
-                    self.inbox.put(
-                        ("failed", index, f"the trial's worker process ended ({proc.exitcode})")
-                    )
+            by_fd = {p.stdout.fileno(): i for i, p in self.workers.items()}
+            ready, _, _ = select.select(list(by_fd), [], [])
+            for fd in ready:
+                index = by_fd[fd]
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    self.buffers[index] += chunk
+                    *lines, self.buffers[index] = self.buffers[index].split(b"\n")
+                    for line in lines:
+                        with contextlib.suppress(ValueError):  # not ours: a stray print
+                            kind, *rest = json.loads(line)
+                            self.inbox.put((kind, index, *rest))
+                            if kind == "done":
+                                self.finished.add(index)
                     continue
-                if message[0] == "done":
-                    proc.join()
-                    reader.close()
-                    del self.workers[index]
-                self.inbox.put(message)
+                proc = self.workers.pop(index)
+                proc.stdout.close()
+                code = proc.wait()
+                self.buffers.pop(index, None)
+                if index not in self.finished:
+                    self.inbox.put(
+                        ("failed", index, f"the trial's worker process ended (status {code})")
+                    )
+                self.finished.discard(index)
         return self.inbox.get()
 
     def kill_all(self) -> None:
-        for proc, reader in self.workers.values():
-            proc.kill()
-            proc.join()
-            reader.close()
+        for proc in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
         self.workers.clear()
+        self.buffers.clear()
+        self.finished.clear()
+        while not self.inbox.empty():
+            self.inbox.get()
 
 
 # -- --executor ray -------------------------------------------------------------------------
@@ -675,3 +715,7 @@ def make_executor(
         debug=debug,
         parallel_cpu_trials=parallel_cpu_trials,
     )
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
