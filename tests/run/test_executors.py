@@ -345,6 +345,17 @@ def test_ray_cancel_cancels_every_task(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(fake.cancelled) == 2 and list(it) == []
 
 
+def test_an_address_nobody_answers_is_one_line_at_once() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UsageError, match=f"--ray-address 127.0.0.1:{port}: no Ray cluster"):
+        ex.check_reachable(f"127.0.0.1:{port}")
+    ex.check_reachable("auto")  # left to Ray
+
+
 def test_missing_ray_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     with pytest.raises(UsageError, match=r"pip install 'batchscope\[ray\]'"):

@@ -82,11 +82,6 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
     from batchscope.run.sweep import check_memory_limit
 
     check_memory_limit(plan.memory_limit_bytes, found.workload)  # a bad limit: one line, first
-    store = open_store(store_path, no_store)
-    warnings = preflight_warnings(plan.devices, plan.threads)
-    if not quiet:
-        for line in warnings:
-            err.print(f"[yellow]warning:[/] {line}", highlight=False)
     executor = None
     if r.executor != "local":
         from batchscope.run.executors import make_executor
@@ -105,6 +100,11 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
                 parallel_cpu_trials=r.parallel_cpu_trials,
                 threads=plan.threads,
             )
+    store = open_store(store_path, no_store)
+    warnings = preflight_warnings(plan.devices, plan.threads)
+    if not quiet:
+        for line in warnings:
+            err.print(f"[yellow]warning:[/] {line}", highlight=False)
     display = SweepDisplay(err, enabled=not quiet)
     try:
         with display:

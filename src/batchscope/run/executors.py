@@ -534,6 +534,24 @@ def import_ray() -> Any:
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a ``host:port`` nobody listens on, in one line and at once: Ray itself
+    retries an unreachable address for minutes. Other forms (``auto``, ``ray://``) are
+    left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one with 'ray start --head' or give its head's host:port"
+        ) from None
+
+
 def ray_trial(spec_dict: dict[str, Any], timeout_s: float | None, debug: bool) -> dict[str, Any]:
     """The body of a Ray task: one trial, pinned to the GPUs Ray gave this worker."""
     import ray
@@ -589,6 +607,7 @@ class RayExecutor(Executor):
 
             try:
                 if address:
+                    check_reachable(address)
                     ray.init(address=address, logging_level=logging.WARNING)
                 else:
                     ray.init(
