@@ -608,12 +608,12 @@ class RayExecutor(Executor):
             try:
                 if address:
                     check_reachable(address)
-                    ray.init(address=address, logging_level=logging.WARNING)
+                    ray.init(address=address, logging_level=logging.ERROR)
                 else:
                     ray.init(
                         resources={CPU_TRIAL_RESOURCE: 1},
                         include_dashboard=False,
-                        logging_level=logging.WARNING,
+                        logging_level=logging.ERROR,
                     )
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 where = f"the Ray cluster at --ray-address {address}" if address else "Ray"
