@@ -107,3 +107,42 @@ NoPeakOpt = Annotated[
         "BATCHSCOPE_NO_PEAK=1 does the same.",
     ),
 ]
+
+
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        metavar="local|gpus|ray",
+        rich_help_panel="Many trials at once",
+        help="local: one trial after another (default); gpus: this node, one trial per "
+        "visible GPU at a time, each pinned with CUDA_VISIBLE_DEVICES; ray: each trial a Ray "
+        "task (a local Ray cluster, or --ray-address). Parallel trials on one machine perturb "
+        "each other: the run's notes say so.",
+    ),
+]
+
+
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDRESS",
+        rich_help_panel="Many trials at once",
+        help="With --executor ray: join this Ray cluster (host:port, or 'auto'); without it "
+        "a local Ray cluster is started for the sweep.",
+        show_default=False,
+    ),
+]
+
+
+ParallelCpuTrialsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--parallel-cpu-trials",
+        metavar="",
+        rich_help_panel="Many trials at once",
+        help="With --executor gpus or ray: let CPU-device trials run at the same time on one "
+        "machine (by default never two at once: they would share its cores).",
+    ),
+]

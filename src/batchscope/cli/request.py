@@ -52,6 +52,10 @@ class SweepRequest:
     #: --no-peak: measure no device peak (no MFU); False leaves it to BATCHSCOPE_NO_PEAK
     no_peak: bool = False
     notes: list[str] = field(default_factory=list)
+    #: --executor local|gpus|ray, --ray-address, --parallel-cpu-trials (run/executors.py)
+    executor: str = "local"
+    ray_address: str | None = None
+    parallel_cpu_trials: bool = False
 
 
 #: sweep's parameters that set a Plan field (parameter name -> Plan field)
@@ -274,6 +278,30 @@ def protocol_from(v: Mapping[str, Any], framework: str) -> dict[str, Any]:
     )
 
 
+def executor_options(
+    executor: str, ray_address: str | None, parallel_cpu_trials: bool, isolation: str
+) -> None:
+    """--executor, --ray-address and --parallel-cpu-trials, refused when they contradict."""
+    import importlib.util
+
+    from batchscope.run.executors import check_executor
+
+    check_executor(executor)
+    if ray_address is not None and executor != "ray":
+        raise UsageError("--ray-address is for --executor ray: add it, or drop --ray-address")
+    if parallel_cpu_trials and executor == "local":
+        raise UsageError(
+            "--parallel-cpu-trials is for --executor gpus or ray: local runs one trial at a time"
+        )
+    if executor != "local" and isolation != "process":
+        raise UsageError(
+            f"--executor {executor} runs every trial in a child process: "
+            "drop --isolation none (or use --executor local)"
+        )
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'batchscope[ray]'")
+
+
 def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequest:
     """Validate ``sweep``'s option values (by parameter name) into a :class:`SweepRequest`.
 
@@ -283,6 +311,12 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
     """
     v = dict(values)
     check_outputs(v)
+    executor_options(
+        v.get("executor", "local"),
+        v.get("ray_address"),
+        v.get("parallel_cpu_trials", False),
+        v.get("isolation", "process"),
+    )
     workload = v.get("workload")
     if v.get("resume") is not None and not {"workload", "fastai_entry", "keras_entry"} & given:
         workload = "(stored)"  # the stored plan names it; nothing to choose
@@ -342,4 +376,7 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         no_report=v.get("no_report", False),
         wide=v.get("wide", False),
         no_peak=v.get("no_peak", False),
+        executor=v.get("executor", "local"),
+        ray_address=v.get("ray_address"),
+        parallel_cpu_trials=v.get("parallel_cpu_trials", False),
     )

@@ -82,6 +82,24 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
     from batchscope.run.sweep import check_memory_limit
 
     check_memory_limit(plan.memory_limit_bytes, found.workload)  # a bad limit: one line, first
+    executor = None
+    if r.executor != "local":
+        from batchscope.run.executors import make_executor
+
+        with (
+            err.status(f"starting the {r.executor} executor…", spinner="dots")
+            if not quiet
+            else nullcontext()
+        ):
+            executor = make_executor(
+                r.executor,
+                environment=found.environment,
+                timeout_s=trial_timeout,
+                debug=state.debug,
+                ray_address=r.ray_address,
+                parallel_cpu_trials=r.parallel_cpu_trials,
+                threads=plan.threads,
+            )
     store = open_store(store_path, no_store)
     warnings = preflight_warnings(plan.devices, plan.threads)
     if not quiet:
@@ -101,6 +119,7 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
                 debug=state.debug,
                 notes=warnings,
                 peak=False if r.no_peak else None,
+                executor=executor,
             )
     except SweepInterrupted as stop:
         done = len(stop.run.trials)
@@ -116,6 +135,9 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
             print_run(stop.run, stdout(), wide=r.wide or None)
         state.interrupt_said = True
         raise typer.Exit(130) from None
+    finally:
+        if executor is not None:
+            executor.close()  # run_sweep closes it too; this covers an error before it ran
     to_stdout = "-" in (json_path, csv_path, markdown_path)
     try:
         # an export to stdout ("-") takes stdout: the table goes to stderr then

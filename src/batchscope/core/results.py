@@ -232,6 +232,17 @@ class TrialResult:
     bandwidth_fraction: float | None = None
     bandwidth_fraction_low: float | None = None
     bandwidth_fraction_high: float | None = None
+    #: where the trial ran (batchscope.hardware.machine): the host's name and a hash of its
+    #: CPU, cores, memory and GPU names; the trials of one run differ with --executor ray
+    #: on a cluster. None in results older than the executors
+    hostname: str | None = None
+    machine_fingerprint: str | None = None
+    #: what ran it: "local" (one trial after another), "gpus" or "ray" (batchscope.run.executors)
+    executor: str | None = None
+    #: the physical GPU(s) the trial's child was pinned to with CUDA_VISIBLE_DEVICES (its
+    #: entries: indexes or UUIDs) by --executor gpus or ray; the child itself saw cuda:0.
+    #: Empty when not pinned
+    physical_gpus: list[str] = field(default_factory=list)
 
     @classmethod
     def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:

@@ -20,9 +20,10 @@ from batchscope.report.rows import device_rows, headers
 from batchscope.report.wording import (
     INTERVAL_NAME,
     describe_fit,
+    machine_lines,
     memory_line,
     samples_per_s,
-    speedup_text,
+    speedup_line,
     step_time,
 )
 from batchscope.units import format_bytes, format_seconds
@@ -447,7 +448,7 @@ def _run_notes(run: RunResult) -> list[str]:
     """The workload's and the sweep's notes (e.g. a busy machine): caveats on every number."""
     notes = [str(n) for n in run.workload.get("notes") or []]
     notes += [str(n) for n in run.settings.get("notes") or [] if str(n) not in notes]
-    return notes
+    return notes + machine_lines(run)
 
 
 #: the recommendation's choices after the first ("Use"), in the order they are listed
@@ -581,7 +582,7 @@ def report_document(
             )
         )
 
-    speed = [speedup_text(s) for s in [*analysis.speedups, *analysis.best_vs_best]]
+    speed = [speedup_line(run, s) for s in [*analysis.speedups, *analysis.best_vs_best]]
     if speed:
         blocks += [Heading(2, "Speedups"), Bullets(speed)]
     notes = _run_notes(run)

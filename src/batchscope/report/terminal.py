@@ -20,7 +20,7 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None, *, wide: boo
     """The tables (full, or compact for a narrow terminal), verdict lines and speedups."""
     from batchscope.analyse.explain import analyse_run
     from batchscope.core.series import series_view
-    from batchscope.report.wording import speedup_text, summary_lines
+    from batchscope.report.wording import machine_lines, speedup_line, summary_lines
 
     run = series_view(run)  # one table per (device, variant): "cpu bf16"
     if analysis is None:
@@ -49,7 +49,8 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None, *, wide: boo
             parts += [Text(f"warning: {w}", style="yellow") for w in found.warnings]
     # per batch size, then best against best
     for s in analysis.speedups + analysis.best_vs_best:
-        parts.append(Text(speedup_text(s)))
+        parts.append(Text(speedup_line(run, s)))
+    parts += [Text(f"note: {line}", style="yellow") for line in machine_lines(run)]
     return Group(*parts)
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from batchscope.analyse.memory_model import MemoryFit
     from batchscope.analyse.points import Point
     from batchscope.analyse.speedup import Speedup
+    from batchscope.core.results import RunResult
 
 #: what every error bar and bracket in batchscope's output is
 INTERVAL_NAME = "95 % interval of the median"
@@ -181,6 +182,40 @@ def speedup_text(s: Speedup) -> str:
     return (
         text + f", best against best (b={s.fast_batch_size} vs b={s.slow_batch_size}, per sample)"
     )
+
+
+def speedup_line(run: RunResult, s: Speedup) -> str:
+    """:func:`speedup_text`, flagged when its two sides ran on different machines."""
+    from batchscope.analyse.machines import machines_of
+
+    text = speedup_text(s)
+    on = machines_of(run, s.fast, s.slow)
+    if len(on) > 1:
+        text += (
+            f" — across machines ({', '.join(m.label for m in on)}): the ratio compares "
+            "the machines as well"
+        )
+    return text
+
+
+def machine_lines(run: RunResult) -> list[str]:
+    """What a report says when the trials ran on more than one machine (else nothing)."""
+    from batchscope.analyse.machines import machines, split_series
+
+    found = machines(run)
+    if len(found) < 2:
+        return []
+    where = "; ".join(f"{m.label}: {m.trials} trial(s) of {', '.join(m.series)}" for m in found)
+    lines = [
+        f"the trials ran on {len(found)} machines ({where}); each trial records its "
+        "hostname and machine_fingerprint"
+    ]
+    for series, on in split_series(run):
+        lines.append(
+            f"{series} ran on {len(on)} machines ({', '.join(m.label for m in on)}): its "
+            "batch sizes are compared across machines as well"
+        )
+    return lines
 
 
 def memory_line(mf: MemoryFit) -> str:

@@ -23,6 +23,7 @@ from batchscope.analyse.efficiency import stamp_mfu
 from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
 from batchscope.core.results import RunResult, TrialResult, now_iso
 from batchscope.errors import BatchscopeError, StoreError, UsageError
+from batchscope.run.executors import Executor, LocalExecutor, Work
 from batchscope.run.isolation import (
     check_isolation,
     cpu_child_env,
@@ -210,6 +211,7 @@ def run_sweep(
     more_rounds: MoreRounds | None = None,
     notes: list[str] | None = None,
     peak: bool | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run every trial of ``plan`` and return the run with all its trials.
 
@@ -223,6 +225,8 @@ def run_sweep(
     round whether to add one, up to ``plan.max_rounds`` or ``plan.time_budget_s``.
     ``peak`` (default: on unless ``BATCHSCOPE_NO_PEAK`` is set) measures each device's
     matmul peak before the first trial, cached in ``store``, for the trials' MFU.
+    ``executor`` (:mod:`batchscope.run.executors`; default: one trial after another here)
+    runs each round's trials; results are stored here, in the driver, as they arrive.
     """
     import time
 
@@ -232,6 +236,11 @@ def run_sweep(
     if workload is not None:
         isolation = "none"
     check_isolation(isolation)
+    if executor is not None and executor.parallel and isolation != "process":
+        raise UsageError(
+            f"--executor {executor.name} runs every trial in a child process: "
+            "drop --isolation none (or use --executor local)"
+        )
     if trial_timeout_s is not None and trial_timeout_s <= 0:
         raise UsageError(f"--trial-timeout {trial_timeout_s:g} must be more than 0 seconds")
     if found is None:
@@ -265,6 +274,10 @@ def run_sweep(
     settings["trial_timeout_s"] = trial_timeout_s
     if isolation == "process":
         settings["child_env_cpu"] = cpu_child_env(plan.memory_limit_bytes)
+    if executor is None:
+        executor = LocalExecutor(_local_work(isolation, trial_timeout_s, debug, workload))
+    settings["executor"] = executor.name
+    notes = [*(notes or []), *executor.notes()]
     if notes:
         settings["notes"] = list(notes)
     done_keys: set[str] = set()
@@ -279,6 +292,13 @@ def run_sweep(
                 f"not {plan.workload!r}: resume it with the same workload"
             )
         done_keys = store.completed_keys(run_id)
+        said = list(previous.settings.get("notes") or [])
+        if any(n not in said for n in executor.notes()):  # this session's caveats count too
+            previous.settings = {
+                **previous.settings,
+                "notes": [*said, *(n for n in executor.notes() if n not in said)],
+            }
+            store.update_settings(run_id, previous.settings)
         planned = store.planned_keys(run_id)
         if plan.repeats_auto and planned:  # keep every round the run had planned
             rounds = max(rounds, 1 + max(int(k.split("|r=")[1].split("|")[0]) for k in planned))
@@ -312,58 +332,81 @@ def run_sweep(
     started = time.monotonic()
 
     def run_specs(todo: list[TrialSpec]) -> None:
-        for i, spec in enumerate(todo):
-            notify("trial_start", {"index": i, "total": len(todo), "spec": spec})
+        """Hand one round to the executor; store and forward each trial as it ends."""
+        assert executor is not None
+        total = len(todo)
+        executor.on_start = lambda i, spec: notify(
+            "trial_start", {"index": i, "total": total, "spec": spec}
+        )
+        executor.on_progress = lambda i, kind, payload: notify(
+            "trial_progress", {"index": i, "event": kind, **payload}
+        )
+        try:
+            executor.submit(todo)
+            for done in executor.as_completed():
+                i, spec, trial = done.index, done.spec, done.trial
+                if trial.ok:
+                    stamp_mfu(trial, peak_of(peaks, spec))
+                by_key[spec.key] = trial
+                if store is not None:
+                    store.add_trial(run_id, spec.key, trial)
+                notify("trial_done", {"index": i, "total": total, "spec": spec, "trial": trial})
+        except KeyboardInterrupt:
+            executor.cancel()
+            raise SweepInterrupted(
+                _finish(run, store, specs, by_key), resumable=store is not None
+            ) from None
+        except BaseException:
+            executor.cancel()
+            raise
 
-            def forward(kind: str, payload: dict[str, Any], _i: int = i) -> None:
-                notify("trial_progress", {"index": _i, "event": kind, **payload})
+    try:
+        run_specs([s for s in specs if s.key not in done_keys])
+        if plan.repeats_auto:
+            if more_rounds is None:
+                from batchscope.analyse.stability import verdicts_settled
 
-            try:
-                if isolation == "process":
-                    trial = run_isolated(
-                        spec, timeout_s=trial_timeout_s, progress=forward, debug=debug
-                    )
-                else:
-                    trial = run_in_process(spec, workload, progress=forward)
-            except KeyboardInterrupt:
-                raise SweepInterrupted(
-                    _finish(run, store, specs, by_key), resumable=store is not None
-                ) from None
-            if trial.ok:
-                stamp_mfu(trial, peak_of(peaks, spec))
-            by_key[spec.key] = trial
+                def more_rounds(current: RunResult, done: int) -> bool:
+                    return not verdicts_settled(current)
+
+            stop = "max_rounds"
+            while rounds < plan.max_rounds:
+                if (
+                    plan.time_budget_s is not None
+                    and time.monotonic() - started >= plan.time_budget_s
+                ):
+                    stop = "time_budget"
+                    break
+                if not more_rounds(_finish(run, store, specs, by_key), rounds):
+                    stop = "verdicts_settled"
+                    break
+                new = plan.trials(range(rounds, rounds + 1))
+                specs += new
+                rounds += 1
+                if store is not None:
+                    store.update_plan(run_id, [s.key for s in specs])
+                notify("round", {"round": rounds, "max_rounds": plan.max_rounds})
+                run_specs([s for s in new if s.key not in done_keys])
+            settings = {**run.settings, "repeats": rounds, "auto_stopped_by": stop}
+            run.settings = settings
             if store is not None:
-                store.add_trial(run_id, spec.key, trial)
-            notify("trial_done", {"index": i, "total": len(todo), "spec": spec, "trial": trial})
+                store.update_settings(run_id, settings)
+        return _finish(run, store, specs, by_key)
+    finally:
+        executor.close()
 
-    run_specs([s for s in specs if s.key not in done_keys])
-    if plan.repeats_auto:
-        if more_rounds is None:
-            from batchscope.analyse.stability import verdicts_settled
 
-            def more_rounds(current: RunResult, done: int) -> bool:
-                return not verdicts_settled(current)
+def _local_work(
+    isolation: str, timeout_s: float | None, debug: bool, workload: Workload | None
+) -> Work:
+    """One trial here: in a fresh child (``process``) or in this process (``none``)."""
 
-        stop = "max_rounds"
-        while rounds < plan.max_rounds:
-            if plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s:
-                stop = "time_budget"
-                break
-            if not more_rounds(_finish(run, store, specs, by_key), rounds):
-                stop = "verdicts_settled"
-                break
-            new = plan.trials(range(rounds, rounds + 1))
-            specs += new
-            rounds += 1
-            if store is not None:
-                store.update_plan(run_id, [s.key for s in specs])
-            notify("round", {"round": rounds, "max_rounds": plan.max_rounds})
-            run_specs([s for s in new if s.key not in done_keys])
-        settings = {**run.settings, "repeats": rounds, "auto_stopped_by": stop}
-        run.settings = settings
-        if store is not None:
-            store.update_settings(run_id, settings)
-    return _finish(run, store, specs, by_key)
+    def work(spec: TrialSpec, progress: Any) -> TrialResult:
+        if isolation == "process":
+            return run_isolated(spec, timeout_s=timeout_s, progress=progress, debug=debug)
+        return run_in_process(spec, workload, progress=progress)
+
+    return work
 
 
 def _finish(

@@ -10,9 +10,12 @@ from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import given_params
 from batchscope.cli.options import (
     DataOpt,
+    ExecutorOpt,
     ImageSizeOpt,
     ImagesOpt,
     NoPeakOpt,
+    ParallelCpuTrialsOpt,
+    RayAddressOpt,
     WeightsOpt,
     WideOpt,
 )
@@ -298,6 +301,9 @@ def sweep(
             "in this process, for debugging.",
         ),
     ] = "process",
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    parallel_cpu_trials: ParallelCpuTrialsOpt = False,
     trial_timeout: Annotated[
         float | None,
         typer.Option(
