@@ -150,7 +150,7 @@ class SweepDisplay(LiveDisplay):
                 f"[{payload['index'] + 1}/{payload['total']}] {spec.device} bs={spec.batch_size}"
             )
             variant = variant_label(
-                spec.precision, spec.channels_last, spec.compile, spec.accumulate
+                spec.precision, spec.channels_last, spec.compile, spec.accumulate, spec.seq_len
             )
             if variant:
                 label += f" {variant}"
