@@ -126,7 +126,7 @@ def columns(
         return tuple(
             COMPACT_TOKENS_COLUMN if f == "samples_per_s_value" else (h, f) for h, f in COMPACT
         )
-    cols = WIDE
+    cols: tuple[tuple[str, str], ...] = WIDE
     if tokens:
         cols = _after(cols, "batch_size", TOKENS_STEP_COLUMN)
         cols = _after(cols, "samples_per_s", TOKENS_COLUMN)
