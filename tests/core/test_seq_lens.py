@@ -99,3 +99,78 @@ def test_token_fields_round_trip_and_old_results_load_without_them() -> None:
     for key in ("seq_len", "tokens_per_step", "tokens_per_s", "flops_per_token", "val_perplexity"):
         old.pop(key)
     assert TrialResult.from_dict(old).tokens_per_s is None
+
+
+def test_a_stored_plan_resumes_with_the_same_sequence_trials() -> None:
+    from batchscope.run.resume import stored_plan
+
+    plan = Plan(workload="gpt", batch_sizes=[4, 8], seq_lens=[128, 256])
+    run = RunResult(
+        run_id="r",
+        created="now",
+        workload={"spec": "gpt", "options": {}},
+        settings=plan.settings(),
+        environment={},
+    )
+    again = stored_plan(run)
+    assert again.seq_lens == [128, 256]
+    assert [t.key for t in again.trials()] == [t.key for t in plan.trials()]
+
+
+def _run(trials: list[TrialResult]) -> RunResult:
+    run = RunResult(
+        run_id="r", created="now", workload={"name": "gpt"}, settings={}, environment={}
+    )
+    run.trials = trials
+    return run
+
+
+def test_speedups_between_sequence_lengths_are_per_token() -> None:
+    from batchscope.analyse.explain import analyse_run
+
+    rng = random.Random(3)
+    # the step time is proportional to the tokens: per token both lengths are equally fast
+    run = _run([_trial(b, s, rng) for s in (16, 32) for b in (2, 4, 8)])
+    analysis = analyse_run(run)
+    assert analysis.speedups and all(s.per == "token" for s in analysis.speedups)
+    for s in analysis.speedups:
+        assert s.ratio < 1.2  # per sample it would be ~2×: a sample of 32 tokens is two of 16
+        assert s.low is not None and s.low < 1.0  # so never "faster beyond the noise"
+
+
+def test_the_table_shows_tokens_for_a_sequence_run_only() -> None:
+    from batchscope.core.series import series_view
+    from batchscope.report.rows import device_rows, headers
+
+    rng = random.Random(5)
+    run = series_view(_run([_trial(b, 16, rng) for b in (2, 4, 8)]))
+    wide, compact = headers(run), headers(run, wide=False)
+    assert "Tokens/step" in wide and "Tokens/s [95 % CI]" in wide
+    assert "Tokens/s" in compact and "Samples/s" not in compact
+    rows = device_rows(run, "cpu seq=16")
+    cells = dict(zip(wide, rows[0].cells(), strict=True))
+    assert cells["Tokens/step"] == "32"
+    from batchscope.analyse.explain import analyse_run
+    from batchscope.report.wording import fmt_rate
+
+    device = analyse_run(run).device("cpu seq=16")
+    assert device is not None
+    point = device.point(2)
+    assert point is not None
+    assert cells["Tokens/s [95 % CI]"].split()[0] == fmt_rate(32 / point.step_time_s)
+    plain = TrialResult.from_dict({**run.trials[0].to_dict(), "tokens_per_step": None})
+    assert "Tokens/step" not in headers(_run([plain]))
+
+
+def test_the_memory_against_tokens_figure_is_drawn_for_sequence_runs_only() -> None:
+    from batchscope.analyse.explain import analyse_run
+    from batchscope.report.plots import plot_memory_tokens
+
+    rng = random.Random(9)
+    trials = [_trial(b, s, rng) for s in (16, 32) for b in (2, 4)]
+    for t in trials:
+        t.peak_memory_bytes = 2**20 * t.batch_size * (t.seq_len or 1)
+    png = plot_memory_tokens(analyse_run(_run(trials)), workload="gpt")
+    assert png is not None and png.startswith(b"\x89PNG")
+    plain = [TrialResult.from_dict({**t.to_dict(), "tokens_per_step": None}) for t in trials]
+    assert plot_memory_tokens(analyse_run(_run(plain))) is None

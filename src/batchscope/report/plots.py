@@ -869,9 +869,10 @@ PLOTS: tuple[PlotSpec, ...] = (
         "Peak memory against tokens per batch",
         plot_memory_tokens,
         "A sequence workload only: the peak memory of each batch size (as in the memory "
-        "figure) against the tokens it holds, effective batch × sequence length, one line per "
-        "sequence length; attention's activations grow with the square of the length, so "
-        "lines of longer sequences lie above at the same tokens.",
+        "figure: one reading, so no bars) against the tokens it holds, effective batch × "
+        "sequence length, one line per sequence length; where a longer sequence lies above a "
+        "shorter one at the same tokens, memory grows with the length itself, not only with "
+        "the tokens.",
     ),
     PlotSpec(
         "mfu",
