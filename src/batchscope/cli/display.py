@@ -42,6 +42,8 @@ def live_text(reading: dict[str, Any]) -> str:
 
 def trial_verdict(trial: TrialResult) -> str:
     head = f"{trial.device} bs={trial.batch_size}"
+    if trial.seq_len:
+        head += f" seq={trial.seq_len}"
     if trial.repeat:
         head += f" repeat {trial.repeat + 1}"
     if trial.ok and trial.step_time_s is not None:
@@ -51,6 +53,7 @@ def trial_verdict(trial: TrialResult) -> str:
         return (
             f"[green]✓[/] {head}: {format_seconds(trial.step_time_s.median)}/step{precise} "
             f"(n={trial.step_time_s.n}{limit}), {trial.samples_per_s:,.1f} samples/s{mem}"
+            + (f", {trial.tokens_per_s:,.0f} tokens/s" if trial.tokens_per_s is not None else "")
             + (f", MFU {format_mfu(trial.mfu)}" if trial.mfu is not None else "")
         )
     if trial.ok:
