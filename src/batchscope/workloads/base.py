@@ -44,6 +44,8 @@ class Workload:
         info: free-form facts recorded with the run (image size, classes, ...).
         seq_len: tokens per sample for a sequence workload (a language model), else
             None; with it every trial also counts tokens (tokens_per_step, tokens_per_s).
+            ``--seq-lens`` passes each trial's length as ``options.extra["seq_len"]``;
+            a workload that builds another length is refused for that trial.
     """
 
     name: str
