@@ -122,7 +122,7 @@ def test_step_flops_match_the_hand_count_attention_included() -> None:
 
 
 def test_a_trial_counts_tokens_from_its_median_step() -> None:
-    options = WorkloadOptions(extra=dict(TINY)).to_dict()
+    options = WorkloadOptions(extra={**TINY, "text_bytes": 20_000}).to_dict()
     spec = TrialSpec(
         workload="gpt",
         workload_options=options,

@@ -235,7 +235,8 @@ class TrialResult:
     flops_per_token: float | None = None
     #: mean validation loss per sample (per token for a sequence workload: nats) after
     #: the protocol (the last epoch's; a sequence workload's step run validates once after
-    #: its measured steps), and exp of it for a sequence workload
+    #: its measured steps, on the first 256 validation sequences), and exp of it for a
+    #: sequence workload
     val_loss: float | None = None
     val_perplexity: float | None = None
 

@@ -170,14 +170,21 @@ def run_trial(
     return result
 
 
+#: a sequence workload's step run validates on the first this many validation sequences
+#: (the same ones in every trial), so small batches do not pay for a long pass
+STEP_RUN_VALIDATION_SAMPLES = 256
+
+
 def _record_validation(trainer: Trainer, spec: TrialSpec, result: TrialResult) -> None:
     """The validation loss after the protocol (and its perplexity for a sequence workload).
 
-    An ``--epochs`` run has it from its last epoch; a sequence workload's step run
-    validates once here, after the peak is recorded and outside every timed figure.
+    An ``--epochs`` run has it from its last epoch (the whole validation set); a sequence
+    workload's step run validates once here, on the first
+    :data:`STEP_RUN_VALIDATION_SAMPLES` sequences, after the peak is recorded and
+    outside every timed figure.
     """
     if spec.epochs is None and spec.validation_steps == 0 and trainer.workload.seq_len:
-        result.val_loss, _ = trainer.validate()
+        result.val_loss, _ = trainer.validate(max_samples=STEP_RUN_VALIDATION_SAMPLES)
         trainer.sync()
     elif result.epochs:
         result.val_loss = result.epochs[-1].val_loss
