@@ -74,6 +74,7 @@ def test_width_not_divisible_by_heads_is_refused_with_both_values() -> None:
 
 
 def test_the_model_learns_over_a_few_dozen_steps() -> None:
+    torch.set_num_threads(1)  # a tiny model: one thread is the fastest on a shared machine
     torch.manual_seed(0)
     w = load_workload("gpt", WorkloadOptions(extra=dict(TINY)))
     model = w.model()
