@@ -89,6 +89,17 @@ CASES: dict[str, Case] = {
         ("sweep", "resnet18", "--image-size", "8"), ("--image-size", "32")
     ),
     "image-size abc": Case(("sweep", "resnet18", "--image-size", "abc"), ("--image-size",)),
+    # the gpt workload's sequence and size
+    "seq-lens for linear": flags("--seq-lens", "128", named=("--seq-lens", "'linear'")),
+    "layers for linear": flags("--layers", "2", named=("--layers", "'linear'")),
+    "seq-lens 0": Case(("sweep", "gpt", "--seq-lens", "0,128"), ("'0'", "--seq-lens")),
+    "seq-lens abc": Case(("sweep", "gpt", "--seq-lens", "128,abc"), ("'abc'", "--seq-lens")),
+    "seq-lens with keras": Case(
+        ("sweep", "--keras", "m:f", "--seq-lens", "128"), ("--seq-lens", "keras")
+    ),
+    "width not divisible by heads": probe(
+        "gpt", "--width", "130", "--heads", "4", named=("--width 130", "--heads 4")
+    ),
     "time-budget without auto": flags("--time-budget", "5m", named=("--time-budget", "auto")),
     # exports: refused before a store is opened or a trial runs
     "json folder missing": Case(

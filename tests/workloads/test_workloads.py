@@ -131,7 +131,7 @@ def test_user_function_receives_the_options(importable_module: str) -> None:
 
 def test_builtins_listed_without_torch_types() -> None:
     names = [name for name, _ in describe_builtins()]
-    assert names == ["resnet18", "simplecnn", "linear", "digits"]
+    assert names == ["resnet18", "simplecnn", "linear", "digits", "gpt"]
     assert all(desc for _, desc in describe_builtins())
 
 

@@ -352,14 +352,18 @@ def analyse_device(run: RunResult, device: str) -> DeviceAnalysis:
 
 
 def side(run: RunResult, d: DeviceAnalysis, p: Point, name: str | None = None) -> Side:
-    """One side of a speedup: a point of ``d`` with its raw per-sample step times."""
+    """One side of a speedup: a point of ``d`` with its raw per-sample step times (per
+    token for a sequence workload's point)."""
+    unit = p.tokens_per_step or p.batch_size
     per_sample = [
-        x / p.batch_size
+        x / unit
         for t in run.trials
         if t.device == d.device and t.batch_size == p.batch_size and t.ok
         for x in t.step_times_s
     ]
-    return Side(name or d.device, p, per_sample, d.drift)
+    return Side(
+        name or d.device, p, per_sample, d.drift, "token" if p.tokens_per_step else "sample"
+    )
 
 
 def per_batch_speedups(run: RunResult, devices: list[DeviceAnalysis]) -> list[Speedup]:

@@ -24,7 +24,8 @@ A point whose rounds have fewer than 6 measured steps has an *unknown* spread:
 run-to-run variation is not measured; ``tau_known`` is False and reports say so.
 
 Every figure a report shows for a batch size — step time, time per sample,
-samples/s, relative performance and their intervals — is computed here, once.
+samples/s, tokens/s (a sequence workload), relative performance and their intervals —
+is computed here, once.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class Point:
     step_time_iqr_s: float = 0.0
     #: repeats at this batch size that did not finish ok, as {status: count}
     failed_repeats: dict[str, int] = field(default_factory=dict)
+    #: a sequence workload's tokens per step (effective batch × seq_len), else None
+    tokens_per_step: int | None = None
 
     # ------------------------------------------------------------ derived figures
 
@@ -115,6 +118,23 @@ class Point:
         return None if low is None or low <= 0 else self.batch_size / low
 
     @property
+    def tokens_per_s(self) -> float | None:
+        """Tokens per step ÷ the point's step time (a sequence workload), else None."""
+        if not self.tokens_per_step or self.step_time_s <= 0:
+            return None
+        return self.tokens_per_step / self.step_time_s
+
+    @property
+    def tokens_per_s_low(self) -> float | None:
+        high = self.step_time_high_s
+        return None if not self.tokens_per_step or not high else self.tokens_per_step / high
+
+    @property
+    def tokens_per_s_high(self) -> float | None:
+        low = self.step_time_low_s
+        return None if not self.tokens_per_step or not low else self.tokens_per_step / low
+
+    @property
     def relative_half_width(self) -> float | None:
         """Half the 95 % interval of the step time, as a fraction (0.02 = ±2 %)."""
         return None if self.log_se is None else math.expm1(Z95 * self.log_se)
@@ -144,6 +164,10 @@ class Point:
             "data_wait_fraction": self.data_wait_fraction,
             "samples_per_epoch": self.samples_per_epoch,
             "failed_repeats": dict(self.failed_repeats),
+            "tokens_per_step": self.tokens_per_step,
+            "tokens_per_s": self.tokens_per_s,
+            "tokens_per_s_low": self.tokens_per_s_low,
+            "tokens_per_s_high": self.tokens_per_s_high,
         }
 
 
@@ -342,6 +366,7 @@ def series_points(trials: Sequence[TrialResult]) -> tuple[list[Point], dict[int,
         waits = [t.data_wait_fraction for t in good if t.data_wait_fraction is not None]
         epochs = [t.samples_per_epoch for t in good if t.samples_per_epoch is not None]
         iqrs = [t.step_time_s.iqr for t in good if t.step_time_s is not None]
+        tokens = [t.tokens_per_step for t in good if t.tokens_per_step]
         points.append(
             Point(
                 batch_size=b,
@@ -362,6 +387,7 @@ def series_points(trials: Sequence[TrialResult]) -> tuple[list[Point], dict[int,
                 samples_per_epoch=epochs[0] if epochs else None,
                 step_time_iqr_s=_median(iqrs) if iqrs else 0.0,
                 failed_repeats=bad,
+                tokens_per_step=tokens[0] if tokens else None,
             )
         )
     return points, failed, drift

@@ -104,6 +104,13 @@ def _fastest_choice(ranking: Ranking, points: list[Point]) -> Choice | None:
         f"[{_fmt_rate(best.samples_per_s_low)}–{_fmt_rate(best.samples_per_s_high)}], "
         f"{format_seconds(best.time_per_sample_s)} per sample"
     )
+    if best.tokens_per_s is not None:  # a sequence workload: its throughput is tokens
+        reason = (
+            f"highest throughput, {_fmt_rate(best.tokens_per_s)} tokens/s "
+            f"[{_fmt_rate(best.tokens_per_s_low)}–{_fmt_rate(best.tokens_per_s_high)}] "
+            f"({best.tokens_per_step:,} tokens per step, "
+            f"{_fmt_rate(best.samples_per_s)} sequences/s)"
+        )
     if ranking.tied_with:
         reason += (
             f"; tied with {_sizes(ranking.tied_with)} (cannot be told apart at the 95 % level)"

@@ -40,6 +40,9 @@ class Speedup:
     #: the batch size each side ran at (they differ for a best-vs-best comparison)
     fast_batch_size: int | None = None
     slow_batch_size: int | None = None
+    #: the unit both sides are compared per: "sample", or "token" between sequence series
+    #: (``--seq-lens``: a sample of 256 tokens is not a sample of 128)
+    per: str = "sample"
 
     @property
     def determined(self) -> bool:
@@ -61,6 +64,7 @@ class Speedup:
             "determined": self.determined,
             "fast_batch_size": self.fast_batch_size,
             "slow_batch_size": self.slow_batch_size,
+            "per": self.per,
         }
 
 
@@ -70,9 +74,18 @@ class Side:
 
     name: str
     point: Point
-    #: every measured step time of the point's rounds divided by its batch size
+    #: every measured step time of the point's rounds divided by its batch size (by its
+    #: tokens per step when ``per`` is "token")
     per_sample_s: Sequence[float]
     drift: Drift
+    per: str = "sample"
+
+
+def per_unit(p: Point, per: str) -> float:
+    """The point's time per sample, or per token (``per == "token"``)."""
+    if per == "token" and p.tokens_per_step:
+        return p.step_time_s / p.tokens_per_step
+    return p.time_per_sample_s
 
 
 def bootstrap_log_ratio(slow: Sequence[float], fast: Sequence[float]) -> tuple[float, float]:
@@ -96,9 +109,11 @@ def bootstrap_log_ratio(slow: Sequence[float], fast: Sequence[float]) -> tuple[f
 
 
 def compare(base: Side, other: Side, batch_size: int | None) -> Speedup:
-    """Whichever side is faster per sample, and by how much, with its interval."""
+    """Whichever side is faster per sample (per token between sequence series), and by
+    how much, with its interval."""
     a, b = base.point, other.point
-    log_ratio = math.log(a.time_per_sample_s) - math.log(b.time_per_sample_s)  # > 0: other faster
+    per = "token" if base.per == other.per == "token" else "sample"
+    log_ratio = math.log(per_unit(a, per)) - math.log(per_unit(b, per))  # > 0: other faster
     fast, slow = (other, base) if log_ratio >= 0 else (base, other)
     ratio = math.exp(abs(log_ratio))
     low = high = None
@@ -126,4 +141,5 @@ def compare(base: Side, other: Side, batch_size: int | None) -> Speedup:
         high=high,
         fast_batch_size=fast.point.batch_size,
         slow_batch_size=slow.point.batch_size,
+        per=per,
     )

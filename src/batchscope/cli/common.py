@@ -33,6 +33,22 @@ def given_params(ctx: typer.Context) -> set[str]:
 
 #: the built-in workloads that read --image-size
 IMAGE_SIZE_WORKLOADS = ("resnet18",)
+#: the built-in workloads with a sequence: they read --seq-lens, --layers, --width, --heads
+SEQUENCE_WORKLOADS = ("gpt",)
+
+
+def check_sequence_workload(workload: str | None, flags: list[str]) -> None:
+    """Refuse sequence/transformer flags for a built-in workload that has none.
+
+    A ``module:function`` workload may have a sequence (``Workload.seq_len``): the probe
+    decides for it. ``workload`` None (a resumed run): the stored plan decides.
+    """
+    if not flags or workload is None or ":" in workload or workload in SEQUENCE_WORKLOADS:
+        return
+    raise UsageError(
+        f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for sequence workloads "
+        f"({', '.join(SEQUENCE_WORKLOADS)}): {workload!r} has no sequence"
+    )
 
 
 def workload_options(
@@ -42,8 +58,10 @@ def workload_options(
     seed: int,
     image_size: int | None = None,
     workload: str | None = None,
+    model_size: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """The workload's options as plain JSON; ``--image-size`` travels in ``extra``."""
+    """The workload's options as plain JSON; ``--image-size`` and a transformer's size
+    (``model_size``: ``layers``, ``width``, ``heads`` for gpt) travel in ``extra``."""
     from batchscope.workloads import WorkloadOptions
 
     if data is not None:
@@ -58,6 +76,9 @@ def workload_options(
                 f"{workload!r} sets its own input size"
             )
         extra["image_size"] = image_size
+    sizes = {k: v for k, v in (model_size or {}).items() if v is not None}
+    check_sequence_workload(workload, [f"--{k}" for k in sizes])
+    extra.update(sizes)
     return WorkloadOptions(
         data=data, weights=weights, images=images, seed=seed, extra=extra
     ).to_dict()

@@ -42,6 +42,8 @@ def live_text(reading: dict[str, Any]) -> str:
 
 def trial_verdict(trial: TrialResult) -> str:
     head = f"{trial.device} bs={trial.batch_size}"
+    if trial.seq_len:
+        head += f" seq={trial.seq_len}"
     if trial.repeat:
         head += f" repeat {trial.repeat + 1}"
     if trial.ok and trial.step_time_s is not None:
@@ -51,6 +53,7 @@ def trial_verdict(trial: TrialResult) -> str:
         return (
             f"[green]✓[/] {head}: {format_seconds(trial.step_time_s.median)}/step{precise} "
             f"(n={trial.step_time_s.n}{limit}), {trial.samples_per_s:,.1f} samples/s{mem}"
+            + (f", {trial.tokens_per_s:,.0f} tokens/s" if trial.tokens_per_s is not None else "")
             + (f", MFU {format_mfu(trial.mfu)}" if trial.mfu is not None else "")
         )
     if trial.ok:
@@ -150,7 +153,7 @@ class SweepDisplay(LiveDisplay):
                 f"[{payload['index'] + 1}/{payload['total']}] {spec.device} bs={spec.batch_size}"
             )
             variant = variant_label(
-                spec.precision, spec.channels_last, spec.compile, spec.accumulate
+                spec.precision, spec.channels_last, spec.compile, spec.accumulate, spec.seq_len
             )
             if variant:
                 label += f" {variant}"

@@ -135,6 +135,19 @@ RayAddressOpt = Annotated[
     ),
 ]
 
+SeqLensOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--seq-lens",
+        rich_help_panel="What to run",
+        metavar="LENGTHS",
+        help="Sequence lengths, a sweep axis beside the batch size (gpt; e.g. 128,256,512): "
+        "each length is its own series, and throughput is counted in tokens "
+        "(batch × length). Default: the workload's own (gpt: 128).",
+        show_default=False,
+    ),
+]
+
 
 ParallelCpuTrialsOpt = Annotated[
     bool,
@@ -144,5 +157,41 @@ ParallelCpuTrialsOpt = Annotated[
         rich_help_panel="Many trials at once",
         help="With --executor gpus or ray: let CPU-device trials run at the same time on one "
         "machine (by default never two at once: they would share its cores).",
+    ),
+]
+
+LayersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--layers",
+        rich_help_panel="What to run",
+        metavar="N",
+        help="Transformer blocks (gpt only; default 2).",
+        show_default=False,
+        min=1,
+    ),
+]
+
+WidthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        rich_help_panel="What to run",
+        metavar="N",
+        help="Embedding width (gpt only; default 128; divisible by --heads).",
+        show_default=False,
+        min=1,
+    ),
+]
+
+HeadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--heads",
+        rich_help_panel="What to run",
+        metavar="N",
+        help="Attention heads (gpt only; default 4).",
+        show_default=False,
+        min=1,
     ),
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchscope.cli.common import (
+    check_sequence_workload,
     default_threads,
     open_store,
     store_for_reading,
@@ -86,6 +87,7 @@ PLAN_PARAMS = {
     "repeats": "repeats_auto",
     "max_rounds": "max_rounds",
     "time_budget": "time_budget_s",
+    "seq_lens": "seq_lens",
 }
 
 
@@ -125,9 +127,10 @@ def resume_plan(
                 values.pop(name)
                 values["repeats"] = protocol["repeats"]
     picked = {k: v for k, v in options.items() if k in given}
-    if "image_size" in given:
+    extra_given = [k for k in ("image_size", "layers", "width", "heads") if k in given]
+    if extra_given:
         stored_extra = dict((run.workload.get("options") or {}).get("extra") or {})
-        picked["extra"] = {**stored_extra, "image_size": options["extra"]["image_size"]}
+        picked["extra"] = {**stored_extra, **{k: options["extra"][k] for k in extra_given}}
     if picked:
         values["workload_options"] = {**dict(run.workload.get("options") or {}), **picked}
     return resumed_plan(run, values)
@@ -239,6 +242,7 @@ def check_outputs(v: Mapping[str, Any]) -> None:
 
 def protocol_from(v: Mapping[str, Any], framework: str) -> dict[str, Any]:
     """The Plan fields ``sweep``'s options set (before devices are known)."""
+    from batchscope.core.plan import parse_seq_lens
     from batchscope.core.series import parse_precisions
     from batchscope.units import parse_bytes
 
@@ -275,6 +279,7 @@ def protocol_from(v: Mapping[str, Any], framework: str) -> dict[str, Any]:
         lr_scaling=v.get("lr_scaling", "none"),
         base_batch_size=v.get("base_batch_size"),
         lr_warmup_steps=v.get("lr_warmup_steps", 0),
+        seq_lens=parse_seq_lens(v["seq_lens"]) if v.get("seq_lens") is not None else None,
     )
 
 
@@ -321,11 +326,15 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
     if v.get("resume") is not None and not {"workload", "fastai_entry", "keras_entry"} & given:
         workload = "(stored)"  # the stored plan names it; nothing to choose
     workload, framework = choose_framework(workload, v.get("fastai_entry"), v.get("keras_entry"))
+    if v.get("seq_lens") is not None:
+        check_sequence_workload(None if workload == "(stored)" else workload, ["--seq-lens"])
     data, weights, images = v.get("data"), v.get("weights"), v.get("images")
     image_size = v.get("image_size")
-    if framework != "torch" and (data or weights or images is not None or image_size):
+    sized = any(v.get(k) is not None for k in ("layers", "width", "heads"))
+    if framework != "torch" and (data or weights or images is not None or image_size or sized):
         raise UsageError(
-            "--data, --weights, --images and --image-size are for built-in workloads: your "
+            "--data, --weights, --images, --image-size, --layers, --width and --heads are for "
+            "built-in workloads: your "
             f"{'make_learner' if framework == 'fastai' else 'module'} provides the data"
         )
     options = workload_options(
@@ -335,6 +344,7 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         v.get("seed", 0),
         image_size=image_size,
         workload=None if workload == "(stored)" else workload,
+        model_size={k: v.get(k) for k in ("layers", "width", "heads")},
     )
     if framework == "fastai":
         from batchscope.integrations.fastai import parse_fit

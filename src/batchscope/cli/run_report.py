@@ -79,9 +79,10 @@ def run_and_report(request: SweepRequest, state: CliState | None = None) -> None
         )
     else:
         parse_devices(",".join(plan.devices), found.devices)  # the stored devices are here
-    from batchscope.run.sweep import check_memory_limit
+    from batchscope.run.sweep import check_memory_limit, check_seq_lens
 
     check_memory_limit(plan.memory_limit_bytes, found.workload)  # a bad limit: one line, first
+    check_seq_lens(plan.seq_lens, found.workload)
     executor = None
     if r.executor != "local":
         from batchscope.run.executors import make_executor

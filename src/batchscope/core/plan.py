@@ -147,6 +147,33 @@ def check_device_names(text: str) -> None:
     parse_devices(text, known)
 
 
+def parse_seq_lens(text: str) -> list[int]:
+    """``"128,256,512"`` → ``[128, 256, 512]`` (ascending, no duplicates)."""
+    if text is None or not str(text).strip():
+        raise UsageError("--seq-lens is empty: give lengths like 128,256,512")
+    values = []
+    for part in str(text).split(","):
+        item = part.strip()
+        if not re.fullmatch(r"\d+", item) or int(item) < 1:
+            raise UsageError(
+                f"sequence length {item!r} in --seq-lens {text!r} is not a whole number of "
+                "at least 1: use e.g. 128,256,512"
+            )
+        values.append(int(item))
+    return sorted(set(values))
+
+
+def _check_seq_lens(values: list[int]) -> list[int]:
+    if not values:
+        raise UsageError("--seq-lens is empty: give lengths like 128,256,512")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(
+                f"sequence length {v!r} in --seq-lens must be a whole number of at least 1"
+            )
+    return sorted(set(values))
+
+
 LR_SCALINGS = ("none", "linear", "sqrt")
 
 
@@ -224,6 +251,8 @@ class TrialSpec(Recipe):
     #: with ``steps``: this many forward passes in eval mode without gradients after
     #: the training steps, so the peak covers validation too (the batch-size search)
     validation_steps: int = 0
+    #: a sequence workload's length for this trial (``--seq-lens``); None: the workload's own
+    seq_len: int | None = None
 
     @property
     def key(self) -> str:
@@ -244,6 +273,8 @@ class TrialSpec(Recipe):
             key += f"|lr={self.lr_scaling}@{self.base_batch_size}"
         if self.lr_warmup_steps:
             key += f"|lrw={self.lr_warmup_steps}"
+        if self.seq_len is not None:
+            key += f"|seq={self.seq_len}"
         return key
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,6 +300,9 @@ class Plan(Recipe):
     time_budget_s: float | None = None
     #: every precision is a further axis of the grid
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    #: ``--seq-lens``: a sequence workload's lengths, a further axis of the grid (None: the
+    #: workload's own); each trial's length reaches the workload as ``extra["seq_len"]``
+    seq_lens: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -329,6 +363,13 @@ class Plan(Recipe):
                     "--target needs --epochs: the metric is measured by validating after each epoch"
                 )
         self._validate_variants()
+        if self.seq_lens is not None:
+            self.seq_lens = _check_seq_lens(self.seq_lens)
+            if self.framework != "torch":
+                raise UsageError(
+                    f"--seq-lens is for batchscope's sequence workloads (gpt): a {self.framework} "
+                    "model sets its own sequence length"
+                )
         if self.framework != "torch":
             self._validate_framework()
         elif self.fit is not None:
@@ -424,12 +465,27 @@ class Plan(Recipe):
         return self._with_variants(specs)
 
     def _with_variants(self, specs: list[TrialSpec]) -> list[TrialSpec]:
-        """Each trial once per precision, side by side (drift spreads over the variants too)."""
+        """Each trial once per sequence length and precision, side by side (drift spreads
+        over the variants too)."""
         return [
-            dataclasses.replace(spec, precision=precision)
+            dataclasses.replace(
+                spec, precision=precision, seq_len=seq_len, workload_options=options
+            )
             for spec in specs
+            for seq_len, options in self._seq_options(spec)
             for precision in self.precisions
         ]
+
+    def _seq_options(self, spec: TrialSpec) -> list[tuple[int | None, dict[str, Any]]]:
+        """(seq_len, workload options) per sequence length of the grid (one None without)."""
+        if not self.seq_lens:
+            return [(None, spec.workload_options)]
+        out: list[tuple[int | None, dict[str, Any]]] = []
+        for seq_len in self.seq_lens:
+            options = dict(spec.workload_options)
+            options["extra"] = {**dict(options.get("extra") or {}), "seq_len": seq_len}
+            out.append((seq_len, options))
+        return out
 
     def settings(self) -> dict[str, Any]:
         """The protocol as recorded with the run."""

@@ -243,6 +243,23 @@ class TrialResult:
     #: entries: indexes or UUIDs) by --executor gpus or ray; the child itself saw cuda:0.
     #: Empty when not pinned
     physical_gpus: list[str] = field(default_factory=list)
+    #: a sequence workload's tokens per sample (``--seq-lens``), else None; with it the
+    #: token figures below (batchscope.core.tokens, their one definition)
+    seq_len: int | None = None
+    #: effective_batch_size × seq_len: the tokens behind each optimizer step
+    tokens_per_step: int | None = None
+    #: tokens_per_step ÷ the median step time, and the same over the median's 95 % interval
+    tokens_per_s: float | None = None
+    tokens_per_s_low: float | None = None
+    tokens_per_s_high: float | None = None
+    #: flops_per_step ÷ tokens_per_step
+    flops_per_token: float | None = None
+    #: mean validation loss per sample (per token for a sequence workload: nats) after
+    #: the protocol (the last epoch's; a sequence workload's step run validates once after
+    #: its measured steps, on the first 256 validation sequences), and exp of it for a
+    #: sequence workload
+    val_loss: float | None = None
+    val_perplexity: float | None = None
 
     @classmethod
     def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:
@@ -268,6 +285,12 @@ class TrialResult:
             "base_batch_size": spec.base_batch_size,
             "lr_warmup_steps": spec.lr_warmup_steps,
         }
+        seq_len = getattr(spec, "seq_len", None)
+        if seq_len:  # a failed trial stays in its sequence length's series
+            from batchscope.core.tokens import tokens_per_step
+
+            base["seq_len"] = seq_len
+            base["tokens_per_step"] = tokens_per_step(spec.batch_size * spec.accumulate, seq_len)
         base.update(fields)
         return cls(**base)
 

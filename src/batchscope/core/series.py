@@ -1,9 +1,10 @@
 """Series: a device, or a device with a variant — how every report groups trials.
 
-A variant (precision, channels-last, torch.compile, gradient accumulation) is a
-further axis of the grid. :func:`series_view` makes each (device, variant) its own
-series named e.g. ``"cpu bf16"``, keyed by the effective batch size, so analysis
-that groups by device never merges a bf16 trial with an fp32 one as a "repeat".
+A variant (precision, channels-last, torch.compile, gradient accumulation, a
+sequence workload's length) is a further axis of the grid. :func:`series_view`
+makes each (device, variant) its own series named e.g. ``"cpu bf16"``, keyed by
+the effective batch size, so analysis that groups by device never merges a bf16
+trial with an fp32 one as a "repeat".
 Plain data: the torch side of variants is :mod:`batchscope.engine.variants`.
 """
 
@@ -39,9 +40,13 @@ def variant_label(
     channels_last: bool = False,
     compile: bool = False,
     accumulate: int = 1,
+    seq_len: int | None = None,
 ) -> str:
-    """``"bf16 channels-last compiled acc=4"``; empty for the default variant."""
-    parts = []
+    """``"seq=256 bf16 channels-last compiled acc=4"``; empty for the default variant.
+
+    A sequence workload's every trial names its length, so each length is a series.
+    """
+    parts = [f"seq={seq_len}"] if seq_len else []
     if precision != "fp32":
         parts.append(precision)
     if channels_last:
@@ -54,7 +59,7 @@ def variant_label(
 
 
 def trial_variant(t: TrialResult) -> str:
-    return variant_label(t.precision, t.channels_last, t.compile, t.accumulate)
+    return variant_label(t.precision, t.channels_last, t.compile, t.accumulate, t.seq_len)
 
 
 def has_variants(run: RunResult) -> bool:
@@ -87,6 +92,7 @@ def series_view(run: RunResult) -> RunResult:
                 channels_last=False,
                 compile=False,
                 accumulate=1,
+                seq_len=None,  # folded into the name; tokens_per_step keeps the tokens
             )
         )
     return dataclasses.replace(run, trials=trials)

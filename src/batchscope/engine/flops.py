@@ -82,6 +82,37 @@ def bytes_counter() -> Any:
     return BytesMoved()
 
 
+def cpu_attention_formulas() -> dict[Any, Any]:
+    """FLOP formulas for the CPU kernel of ``scaled_dot_product_attention``.
+
+    torch.utils.flop_counter counts the CUDA attention kernels (flash, memory-efficient,
+    cuDNN) but not ``_scaled_dot_product_flash_attention_for_cpu``, so a transformer on
+    the CPU would lose its attention FLOPs. The CPU kernel gets the same formulas as the
+    CUDA ones (torch's own ``sdpa_flop_count``: 4·b·h·s_q·s_k·d forward, 2.5× that
+    backward — causal masking not subtracted, as torch counts it on CUDA).
+    """
+    import torch
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    formulas: dict[Any, Any] = {}
+    if forward is not None:
+
+        def forward_flops(query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+            return int(flop_counter.sdpa_flop_count(query, key, value))
+
+        formulas[forward] = forward_flops
+    if backward is not None:
+
+        def backward_flops(grad: Any, query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+            return int(flop_counter.sdpa_backward_flop_count(grad, query, key, value))
+
+        formulas[backward] = backward_flops
+    return formulas
+
+
 def count_step_flops(trainer: Trainer, batch: Any) -> int | None:
     """The FLOPs of one optimizer step on ``batch`` (a batch, or a :class:`MicroBatches`
     group, whose micro-batches are summed); None when the counter saw no op it counts.
@@ -107,7 +138,7 @@ def count_step(trainer: Trainer, batch: Any) -> StepCount:
         p.grad = None  # backward accumulates into an existing gradient in place
     try:
         with torch.random.fork_rng(devices=_rng_devices(trainer)):
-            counter = FlopCounterMode(display=False)
+            counter = FlopCounterMode(display=False, custom_mapping=cpu_attention_formulas())
             moved = bytes_counter()
             with counter, moved:
                 for micro in group:

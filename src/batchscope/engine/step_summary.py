@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from batchscope.core.results import StepStats, TrialResult
+from batchscope.core.tokens import stamp_token_rates
 
 #: the phases ``--breakdown`` separates, after the data wait
 PHASES = ("h2d", "forward", "backward", "optimizer")
@@ -81,6 +82,7 @@ def summarise_steps(
     result.precision_reached = median_precision(steps).relative_half_width
     result.data_wait_s = StepStats.from_samples(wait_list)
     result.samples_per_s = batch_size / result.step_time_s.median
+    stamp_token_rates(result)  # a sequence workload's tokens/s, from the same median
     total, wait = math.fsum(steps), math.fsum(wait_list)
     result.data_wait_fraction = wait / total if total > 0 else 0.0
     split_s = {"data_wait": wait / n}

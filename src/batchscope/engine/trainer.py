@@ -250,7 +250,9 @@ class Trainer:
         while True:
             yield from self.train_loader
 
-    def validate(self) -> tuple[float | None, dict[str, float]]:
+    def validate(self, max_samples: int | None = None) -> tuple[float | None, dict[str, float]]:
+        """Mean loss and metrics over the validation set (in order; with ``max_samples``,
+        over its first batches until that many samples are seen)."""
         import torch
 
         if self.val_loader is None:
@@ -269,6 +271,8 @@ class Trainer:
                     for name, value in self.workload.metric(outputs, targets).items():
                         metric_sums[name] = metric_sums.get(name, 0.0) + float(value) * n
                 count += n
+                if max_samples is not None and count >= max_samples:
+                    break
         self.model.train()
         if count == 0:
             return None, {}

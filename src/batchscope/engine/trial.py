@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchscope.core.plan import TrialSpec
 from batchscope.core.results import EpochRecord, TrialResult
+from batchscope.core.tokens import perplexity, stamp_tokens
 from batchscope.engine import variants
 from batchscope.engine.instrument import (
     MemoryProbe,
@@ -115,6 +116,16 @@ def run_trial(
         steps_per_epoch=trainer.steps_per_epoch,
         notes=list(workload.notes),
     )
+    if spec.seq_len is not None and workload.seq_len != spec.seq_len:
+        raise UsageError(
+            f"--seq-lens {spec.seq_len}: workload {workload.name!r} "
+            + (
+                f"built sequences of {workload.seq_len}"
+                if workload.seq_len
+                else "has no sequence (Workload.seq_len is None)"
+            )
+        )
+    stamp_tokens(result, workload.seq_len)
     variants.stamp(result, spec, trainer.model, trainer.lr_targets, trainer.scaler)
     memory = MemoryProbe(device)
     rss_baseline = memory.start()
@@ -154,8 +165,31 @@ def run_trial(
     if diverged is not None:
         return _diverged(result, diverged, memory)
     memory.record(result)
+    _record_validation(trainer, spec, result)
     notify("done", {"status": result.status})
     return result
+
+
+#: a sequence workload's step run validates on the first this many validation sequences
+#: (the same ones in every trial), so small batches do not pay for a long pass
+STEP_RUN_VALIDATION_SAMPLES = 256
+
+
+def _record_validation(trainer: Trainer, spec: TrialSpec, result: TrialResult) -> None:
+    """The validation loss after the protocol (and its perplexity for a sequence workload).
+
+    An ``--epochs`` run has it from its last epoch (the whole validation set); a sequence
+    workload's step run validates once here, on the first
+    :data:`STEP_RUN_VALIDATION_SAMPLES` sequences, after the peak is recorded and
+    outside every timed figure.
+    """
+    if spec.epochs is None and spec.validation_steps == 0 and trainer.workload.seq_len:
+        result.val_loss, _ = trainer.validate(max_samples=STEP_RUN_VALIDATION_SAMPLES)
+        trainer.sync()
+    elif result.epochs:
+        result.val_loss = result.epochs[-1].val_loss
+    if result.seq_len:
+        result.val_perplexity = perplexity(result.val_loss)
 
 
 def _diverged(result: TrialResult, stop: Diverged, memory: MemoryProbe) -> TrialResult:

@@ -490,6 +490,52 @@ def figure_memory(analysis: RunAnalysis, *, workload: str | None = None) -> Figu
     return fig
 
 
+def figure_memory_tokens(analysis: RunAnalysis, *, workload: str | None = None) -> Figure | None:
+    """A sequence workload's peak memory against tokens per batch (batch × sequence length),
+    one line per series (sequence length), so lengths that hold the same tokens line up.
+
+    ``None`` for a run without tokens or without a measured peak.
+    """
+    series = [
+        (d, [p for p in d.points if p.peak_memory_bytes is not None and p.tokens_per_step])
+        for d in analysis.devices
+    ]
+    series = [(d, pts) for d, pts in series if pts]
+    if not series:
+        return None
+    fig, ax = _new_figure()
+    unit, unit_name = _byte_unit(
+        max(float(p.peak_memory_bytes or 0) for _, pts in series for p in pts)
+    )
+    handles: list[Any] = []
+    for i, (d, pts) in enumerate(series):
+        pts = sorted(pts, key=lambda p: p.tokens_per_step or 0)
+        (line,) = ax.plot(
+            [p.tokens_per_step or 0 for p in pts],
+            [float(p.peak_memory_bytes or 0) / unit for p in pts],
+            marker="o",
+            markersize=6,
+            linewidth=1.8,
+            color=_color(i),
+            label=f"{_safe(d.device)} peak memory (measured)",
+        )
+        handles.append(line)
+    ax.set_ylim(bottom=0)
+    tokens = sorted({p.tokens_per_step or 0 for _, pts in series for p in pts})
+    _log2_axis(ax, tokens)
+    ax.set_xlabel("Tokens per batch (effective batch × sequence length)")
+    ax.set_ylabel(f"Peak memory ({unit_name})")
+    ax.set_title(_title("Peak memory against tokens per batch", workload))
+    _legend(ax, handles, False)
+    return fig
+
+
+def plot_memory_tokens(analysis: RunAnalysis, *, workload: str | None = None) -> bytes | None:
+    """:func:`figure_memory_tokens` as PNG bytes (``None`` without tokens or memory)."""
+    fig = figure_memory_tokens(analysis, workload=workload)
+    return None if fig is None else _png(fig)
+
+
 # ---------------------------------------------------------------- (c') MFU
 
 
@@ -817,6 +863,16 @@ PLOTS: tuple[PlotSpec, ...] = (
         "Peak memory of the trial at each batch size (the largest over rounds; one reading, "
         "so no bars); dashed: the fitted line a + m·b, drawn on to the failed sizes to show "
         f"why they failed; red dash-dot: the memory limit, when one was set; {_FAILED}.",
+    ),
+    PlotSpec(
+        "memory_tokens",
+        "Peak memory against tokens per batch",
+        plot_memory_tokens,
+        "A sequence workload only: the peak memory of each batch size (as in the memory "
+        "figure: one reading, so no bars) against the tokens it holds, effective batch × "
+        "sequence length, one line per sequence length; where a longer sequence lies above a "
+        "shorter one at the same tokens, memory grows with the length itself, not only with "
+        "the tokens.",
     ),
     PlotSpec(
         "mfu",

@@ -11,6 +11,10 @@ recommendation show the same numbers. Columns:
 * **Time** — with ``--epochs`` the measured protocol (median over rounds); with
   steps the estimated epoch, ``samples_per_epoch / samples/s``;
 * **Samples/epoch**, **Peak memory** (the largest over rounds) and **Status**, one word;
+* **Tokens/step** and **Tokens/s** — only for a sequence workload (``gpt``, ``--seq-lens``):
+  effective batch × sequence length, and that ÷ the median step time with its interval
+  (the points' figures); the compact table then shows tokens/s instead of samples/s, and
+  the peak memory stands beside the tokens per batch it was measured at;
 * **MFU** — only in a run with a measured device peak: the model FLOPs utilisation,
   achieved FLOP/s (counted FLOPs per sample × samples/s) over the device's measured
   matmul peak, with its interval (:mod:`batchscope.analyse.efficiency`).
@@ -27,7 +31,13 @@ from typing import TYPE_CHECKING
 
 from batchscope.analyse.efficiency import format_mfu
 from batchscope.core.results import RunResult, TrialResult
-from batchscope.report.wording import fmt_rate, samples_per_s, step_time, steps_count
+from batchscope.report.wording import (
+    fmt_rate,
+    samples_per_s,
+    step_time,
+    steps_count,
+    tokens_per_s,
+)
 from batchscope.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -52,10 +62,15 @@ class Row:
     #: the MFU with its interval ("41 % [38–44]"), and whether the table has the column
     mfu: str = "–"
     show_mfu: bool = False
+    #: a sequence workload's tokens per step and tokens/s (with and without its interval)
+    tokens_per_step: str = "–"
+    tokens_per_s: str = "–"
+    tokens_per_s_value: str = "–"
+    show_tokens: bool = False
 
     def cells(self, wide: bool = True) -> list[str]:
         """The row's cells for the full table (reports, ``--wide``) or the compact one."""
-        return [getattr(self, field) for _, field in columns(wide, self.show_mfu)]
+        return [getattr(self, field) for _, field in columns(wide, self.show_mfu, self.show_tokens)]
 
 
 #: (header, Row field) of the full table; {time} is the protocol's or the estimated epoch's
@@ -86,15 +101,38 @@ MFU_COLUMN = ("MFU [95 % CI]", "mfu")
 WIDE_FROM_COLUMNS = 120
 
 
-def columns(wide: bool = True, mfu: bool = False) -> tuple[tuple[str, str], ...]:
+#: a sequence workload's columns: tokens per step after the batch size, tokens/s after samples/s
+TOKENS_STEP_COLUMN = ("Tokens/step", "tokens_per_step")
+TOKENS_COLUMN = ("Tokens/s [95 % CI]", "tokens_per_s")
+COMPACT_TOKENS_COLUMN = ("Tokens/s", "tokens_per_s_value")
+
+
+def _after(
+    cols: tuple[tuple[str, str], ...], field: str, *new: tuple[str, str]
+) -> tuple[tuple[str, str], ...]:
+    at = [f for _, f in cols].index(field) + 1
+    return (*cols[:at], *new, *cols[at:])
+
+
+def columns(
+    wide: bool = True, mfu: bool = False, tokens: bool = False
+) -> tuple[tuple[str, str], ...]:
     """(header, Row field) of the full or compact table; ``mfu`` adds the MFU column
-    to the full one."""
+    to the full one; ``tokens`` (a sequence workload) adds tokens per step and tokens/s,
+    in the compact table tokens/s instead of samples/s."""
     if not wide:
-        return COMPACT
-    if not mfu:
-        return WIDE
-    at = [f for _, f in WIDE].index("relative") + 1
-    return (*WIDE[:at], MFU_COLUMN, *WIDE[at:])
+        if not tokens:
+            return COMPACT
+        return tuple(
+            COMPACT_TOKENS_COLUMN if f == "samples_per_s_value" else (h, f) for h, f in COMPACT
+        )
+    cols: tuple[tuple[str, str], ...] = WIDE
+    if tokens:
+        cols = _after(cols, "batch_size", TOKENS_STEP_COLUMN)
+        cols = _after(cols, "samples_per_s", TOKENS_COLUMN)
+    if mfu:
+        cols = _after(cols, "relative", MFU_COLUMN)
+    return cols
 
 
 def has_mfu(run: RunResult) -> bool:
@@ -109,8 +147,13 @@ def time_label(run: RunResult) -> str:
     return "Epoch time (est.)"
 
 
+def has_tokens(run: RunResult) -> bool:
+    """Whether the run's workload has a sequence (its trials count tokens)."""
+    return any(t.tokens_per_step for t in run.trials)
+
+
 def headers(run: RunResult, wide: bool = True) -> list[str]:
-    return [h.format(time=time_label(run)) for h, _ in columns(wide, has_mfu(run))]
+    return [h.format(time=time_label(run)) for h, _ in columns(wide, has_mfu(run), has_tokens(run))]
 
 
 def _median(values: list[float]) -> float:
@@ -139,7 +182,7 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
     for t in run.trials:
         if t.device == device:
             by_size.setdefault(t.batch_size, []).append(t)
-    show_mfu = has_mfu(run)
+    show_mfu, show_tokens = has_mfu(run), has_tokens(run)
     rows = []
     for b in sorted(by_size):
         trials = sorted(by_size[b], key=lambda t: t.repeat)
@@ -164,6 +207,8 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
                     else "–",
                     status=_status(trials) if not all(t.ok for t in trials) else "no steps",
                     show_mfu=show_mfu,
+                    tokens_per_step=f"{first.tokens_per_step:,}" if first.tokens_per_step else "–",
+                    show_tokens=show_tokens,
                 )
             )
             continue
@@ -195,6 +240,10 @@ def device_rows(run: RunResult, device: str, analysis: DeviceAnalysis | None = N
                 status=_status(trials),
                 mfu=format_mfu(e.mfu, e.mfu_low, e.mfu_high) if e is not None else "–",
                 show_mfu=show_mfu,
+                tokens_per_step=f"{p.tokens_per_step:,}" if p.tokens_per_step else "–",
+                tokens_per_s=tokens_per_s(p),
+                tokens_per_s_value=fmt_rate(p.tokens_per_s),
+                show_tokens=show_tokens,
             )
         )
     return rows

@@ -108,6 +108,14 @@ def samples_per_s(p: Point) -> str:
     return f"{value} {bracket(fmt_rate(p.samples_per_s_low), fmt_rate(p.samples_per_s_high))}"
 
 
+def tokens_per_s(p: Point) -> str:
+    """A sequence workload's '9,410 [8,870–9,990]' (tokens/s), '–' without tokens."""
+    value = fmt_rate(p.tokens_per_s)
+    if p.tokens_per_s_low is None or p.tokens_per_s_high is None:
+        return value
+    return f"{value} {bracket(fmt_rate(p.tokens_per_s_low), fmt_rate(p.tokens_per_s_high))}"
+
+
 # ---------------------------------------------------------------- fits
 
 
@@ -178,9 +186,9 @@ def speedup_text(s: Speedup) -> str:
         ratio += " (interval not determined: too few steps)"
     text = f"{s.fast} ran {ratio} faster than {s.slow}"
     if s.batch_size is not None:
-        return text + f" at b={s.batch_size} (per sample)"
+        return text + f" at b={s.batch_size} (per {s.per})"
     return (
-        text + f", best against best (b={s.fast_batch_size} vs b={s.slow_batch_size}, per sample)"
+        text + f", best against best (b={s.fast_batch_size} vs b={s.slow_batch_size}, per {s.per})"
     )
 
 

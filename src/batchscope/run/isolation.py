@@ -93,6 +93,7 @@ def describe_workload(spec: str, workload: Workload) -> dict[str, Any]:
         "parameters": n_params,
         "parameter_bytes": param_bytes,
         "has_batchnorm": has_bn,
+        "seq_len": workload.seq_len,
     }
 
 

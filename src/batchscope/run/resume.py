@@ -20,7 +20,7 @@ from batchscope.errors import UsageError
 #: Plan fields and the flag that sets each (for the error message)
 FLAGS = {
     "workload": "WORKLOAD",
-    "workload_options": "--data/--weights/--images",
+    "workload_options": "--data/--weights/--images/--layers/--width/--heads",
     "batch_sizes": "--batch-sizes",
     "devices": "--devices",
     "steps": "--steps",
@@ -51,6 +51,7 @@ FLAGS = {
     "lr_warmup_steps": "--lr-warmup-steps",
     "framework": "--fastai/--keras",
     "fit": "--fit",
+    "seq_lens": "--seq-lens",
 }
 
 

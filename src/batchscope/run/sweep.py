@@ -86,6 +86,16 @@ def probe(
 
 def _check_memory_limit(plan: Plan, found: Probe) -> None:
     check_memory_limit(plan.memory_limit_bytes, found.workload)
+    check_seq_lens(plan.seq_lens, found.workload)
+
+
+def check_seq_lens(seq_lens: list[int] | None, workload: dict[str, Any]) -> None:
+    """Refuse ``--seq-lens`` for a workload the probe found without a sequence."""
+    if seq_lens and not workload.get("seq_len"):
+        raise UsageError(
+            f"--seq-lens is for sequence workloads (gpt, or a Workload with seq_len): "
+            f"{workload.get('name', '?')!r} has no sequence"
+        )
 
 
 def check_memory_limit(

@@ -42,6 +42,10 @@ class Workload:
         description: one line for ``batchscope workloads`` and reports.
         notes: facts the user must see with the results (e.g. "random weights").
         info: free-form facts recorded with the run (image size, classes, ...).
+        seq_len: tokens per sample for a sequence workload (a language model), else
+            None; with it every trial also counts tokens (tokens_per_step, tokens_per_s).
+            ``--seq-lens`` passes each trial's length as ``options.extra["seq_len"]``;
+            a workload that builds another length is refused for that trial.
     """
 
     name: str
@@ -55,6 +59,7 @@ class Workload:
     description: str = ""
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    seq_len: int | None = None
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

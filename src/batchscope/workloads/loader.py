@@ -35,6 +35,11 @@ BUILTINS: dict[str, tuple[str, str]] = {
         "batchscope.workloads.digits",
         "small CNN on scikit-learn's 1,797 real 8×8 handwritten digits, 10 classes",
     ),
+    "gpt": (
+        "batchscope.workloads.gpt",
+        "byte-level GPT (2 layers, width 128, 4 heads; --layers/--width/--heads) on the "
+        "Python standard library's own source; --seq-lens 128,256 sweeps the sequence",
+    ),
 }
 
 

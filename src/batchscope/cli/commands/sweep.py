@@ -11,13 +11,17 @@ from batchscope.cli.common import given_params
 from batchscope.cli.options import (
     DataOpt,
     ExecutorOpt,
+    HeadsOpt,
     ImageSizeOpt,
     ImagesOpt,
+    LayersOpt,
     NoPeakOpt,
     ParallelCpuTrialsOpt,
     RayAddressOpt,
+    SeqLensOpt,
     WeightsOpt,
     WideOpt,
+    WidthOpt,
 )
 from batchscope.cli.request import build_sweep_request
 from batchscope.cli.run_report import run_and_report
@@ -32,6 +36,8 @@ Examples (the experiments of the four write-ups batchscope replaces):
   batchscope sweep simplecnn --batch-sizes 32,256 --steps 50 --json r.json
 
   batchscope sweep linear --batch-sizes 32,128,512 --epochs 10
+
+  batchscope sweep gpt --batch-sizes 4,16,64 --seq-lens 128,256 --max-time 3s
 
   batchscope sweep my_project/train.py:make_workload --batch-sizes 8..128
 
@@ -231,6 +237,10 @@ def sweep(
     weights: WeightsOpt = None,
     images: ImagesOpt = None,
     image_size: ImageSizeOpt = None,
+    seq_lens: SeqLensOpt = None,
+    layers: LayersOpt = None,
+    width: WidthOpt = None,
+    heads: HeadsOpt = None,
     json_path: Annotated[
         str | None,
         typer.Option(
