@@ -224,6 +224,8 @@ class _Zygote:
                 message = self.control.recv(65536)
                 if message:
                     return dict(json.loads(message))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=10)  # it closed the socket: it is exiting
                 break
             if self.proc.poll() is not None:
                 break

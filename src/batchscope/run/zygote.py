@@ -53,7 +53,9 @@ PRELOAD = (
 )
 OPTIONAL = {"torchvision"}
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
+M_TRIM_THRESHOLD = -1
+DEFAULT_TRIM_THRESHOLD = 128 * 1024
 MADV_POPULATE_READ = 22  # Linux 5.14+
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -305,10 +307,17 @@ def become_child(job: _Job, zygote_pid: int, resident: list[tuple[int, int]]) ->
 
 
 def _set_mmap_threshold(value: int) -> None:
-    """What ``MALLOC_MMAP_THRESHOLD_`` does at start-up, done after it (glibc ``mallopt``)."""
+    """What ``MALLOC_MMAP_THRESHOLD_`` does at start-up, done after it (glibc ``mallopt``).
+
+    A fixed threshold also stops glibc adjusting the trim threshold, which stays at its
+    default in a fresh process; the zygote's may have grown, so it is reset, and the
+    top of the heap inherited from the imports is given back now.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, value)
+        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
 
 
 def main(argv: list[str]) -> int:
