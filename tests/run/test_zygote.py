@@ -33,7 +33,7 @@ from conftest import cli_env
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 FACTS = '''\
-import ctypes, json, os, pathlib, signal, threading
+import ctypes, json, os, pathlib, signal, sys, threading
 
 import torch
 from torch.utils.data import TensorDataset
@@ -77,6 +77,7 @@ def make():
         "sid": os.getsid(0),
         "value": os.environ.get("ZYGOTE_TEST_VALUE"),
         "cwd": os.getcwd(),
+        "path0": sys.path[0],
         "mmapped_100k": mmapped(100_000),
         "default_threads": default_threads,
         "one_thread": one_thread,
@@ -175,6 +176,7 @@ def test_a_zygote_child_is_a_process_of_its_own_with_our_environment(
     assert seen["sid"] == seen["pid"]  # its own session, as start_new_session
     assert seen["value"] == "from the parent"
     assert seen["cwd"] == str(tmp_path)
+    assert seen["path0"] == str(tmp_path)  # as ``python -m`` in that folder has it
     assert seen["one_thread"] == 1  # torch.set_num_threads works: no OpenMP pool yet
     # the imports' file pages are mapped back: the child starts where a fresh one would
     assert seen["rss_file"] >= 0.9 * seen["parent_rss_file"]

@@ -43,7 +43,9 @@ ZYGOTE_MODULE = "batchscope.run.zygote"
 #: of a zygote started without them would ignore them (OpenMP, MKL and OpenBLAS thread
 #: pools, the loader, Python's own, glibc's malloc tunables, torch's import-time flags).
 #: A request whose values differ from the zygote's goes to Popen. CUDA's variables
-#: (``CUDA_VISIBLE_DEVICES``...) are not here: CUDA initialises in the child, after them.
+#: (``CUDA_VISIBLE_DEVICES``...) are not here: CUDA initialises in the child, after them;
+#: nor are ``TORCHINDUCTOR_*``/``TORCHDYNAMO_*``, read when used (and torch itself sets
+#: ``TORCHINDUCTOR_CACHE_DIR`` in the parent once it compiles).
 LOAD_TIME_PREFIXES = (
     "OMP_",
     "GOMP_",
@@ -58,8 +60,8 @@ LOAD_TIME_PREFIXES = (
     "PYTHON",
     "MALLOC_",
     "GLIBC_",
-    "TORCH",
-    "PYTORCH",
+    "TORCH_",
+    "PYTORCH_",
 )
 
 #: Read by glibc only at start-up, so the zygote's child applies it with ``mallopt``.
@@ -110,13 +112,15 @@ class ZygoteProcess:
     child leads its own session) cannot be reused while this object waits on it.
     """
 
-    def __init__(self, pid: int, status: socket.socket, stdin_fd: int, args: list[str]) -> None:
+    def __init__(
+        self, pid: int, status: socket.socket, stdin_fd: int, args: list[str], rest: bytes = b""
+    ) -> None:
         self.pid = pid
         self.args = args
         self.returncode: int | None = None
         self.stdin: IO[bytes] | None = os.fdopen(stdin_fd, "wb")
         self._status = status
-        self._buffer = b""
+        self._buffer = rest
 
     def poll(self) -> int | None:
         try:
@@ -129,6 +133,8 @@ class ZygoteProcess:
             return self.returncode
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.returncode is None:
+            if self._take_returncode():
+                break
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self._status], [], [], left)
             if not ready:
@@ -142,13 +148,19 @@ class ZygoteProcess:
                 self.returncode = -signal.SIGKILL
                 break
             self._buffer += chunk
-            while b"\n" in self._buffer:
-                line, self._buffer = self._buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if "returncode" in message:
-                    self.returncode = int(message["returncode"])
         self._close_status()  # the zygote may reap it now
+        assert self.returncode is not None
         return self.returncode
+
+    def _take_returncode(self) -> bool:
+        """Read the exit status from what the zygote has sent, if it is there."""
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if "returncode" in message:
+                self.returncode = int(message["returncode"])
+                return True
+        return False
 
     def _await_death(self, deadline: float | None) -> None:
         while deadline is None or time.monotonic() < deadline:
@@ -261,7 +273,7 @@ class _Zygote:
             theirs.close()
             os.close(stdin_r)
         try:
-            reply = _read_line(ours, SPAWN_TIMEOUT_S)
+            reply, rest = _read_line(ours, SPAWN_TIMEOUT_S)
         except (OSError, ValueError) as exc:
             ours.close()
             os.close(stdin_w)
@@ -271,7 +283,7 @@ class _Zygote:
             os.close(stdin_w)
             raise ZygoteUnavailable(str(reply.get("error", "the zygote did not fork")))
         args = [f"zygote:{self.pid}", "batchscope.run.child"]
-        return ZygoteProcess(int(reply["pid"]), ours, stdin_w, args)
+        return ZygoteProcess(int(reply["pid"]), ours, stdin_w, args, rest)
 
     def close(self) -> None:
         """End the zygote: a closed control socket makes it kill its children and exit."""
@@ -285,8 +297,9 @@ class _Zygote:
         self.errors.close()
 
 
-def _read_line(sock: socket.socket, timeout_s: float) -> dict[str, Any]:
-    """One JSON line from ``sock`` (the zygote's first reply to a request)."""
+def _read_line(sock: socket.socket, timeout_s: float) -> tuple[dict[str, Any], bytes]:
+    """One JSON line from ``sock`` (the zygote's first reply to a request), and what
+    came after it (the exit status of a child that died at once)."""
     buffer = b""
     deadline = time.monotonic() + timeout_s
     while b"\n" not in buffer:
@@ -298,8 +311,8 @@ def _read_line(sock: socket.socket, timeout_s: float) -> dict[str, Any]:
         if not chunk:
             raise ValueError("the zygote closed the request")
         buffer += chunk
-    line, _ = buffer.split(b"\n", 1)
-    return dict(json.loads(line))
+    line, rest = buffer.split(b"\n", 1)
+    return dict(json.loads(line)), rest
 
 
 _lock = threading.Lock()

@@ -98,6 +98,9 @@ def check_fork_safe() -> None:
     torch = sys.modules["torch"]
     if torch.cuda.is_initialized():
         raise NotForkSafe("CUDA was initialised while importing")
+    with open("/proc/self/maps") as maps:  # loaded by the first driver call (is_available...)
+        if any("libcuda.so" in line for line in maps):
+            raise NotForkSafe("the CUDA driver was loaded while importing")
     pid = os.fork()  # OpenBLAS (and any library with an atfork hook) stops its threads now
     if pid == 0:
         os._exit(0)
