@@ -49,6 +49,8 @@ PRELOAD = (
     "batchscope.engine.trial",
     "batchscope.engine.trainer",
     "batchscope.engine.instrument",
+    "batchscope.engine.flops",
+    "batchscope.hardware.monitor",
     "batchscope.workloads",
 )
 OPTIONAL = {"torchvision"}
