@@ -342,8 +342,8 @@ def main(argv: list[str]) -> int:
     zygote_pid = os.getpid()
     control.send(json.dumps({"ready": True, "pid": zygote_pid}).encode())
     job = serve(control)
-    if job is None:
-        return 0
+    if job is None:  # the parent is gone or done: no need to tear the imports down
+        os._exit(0)
     _exit(_run_job(job, zygote_pid, resident))
 
 
