@@ -26,6 +26,7 @@ from batchscope.core.results import TrialResult
 from batchscope.errors import BatchscopeError, UsageError
 from batchscope.hardware import envinfo
 from batchscope.hardware.oom import cap_address_space, is_oom_error, last_line
+from batchscope.run.forkserver import ZygoteProcess, spawn
 from batchscope.units import format_bytes
 from batchscope.workloads import Workload, WorkloadOptions, load_workload
 
@@ -178,20 +179,28 @@ def _die_with_parent() -> None:
 
 
 class _Child:
-    """A running child process and its event channel."""
+    """A running child process and its event channel.
+
+    ``proc`` is a ``subprocess.Popen`` or, on Linux unless ``BATCHSCOPE_FORKSERVER=0``
+    or ``debug``, a :class:`~batchscope.run.forkserver.ZygoteProcess` that answers the
+    same way (pid, stdin, wait, returncode, kill).
+    """
 
     def __init__(self, request: dict[str, Any], spec: TrialSpec | None, debug: bool) -> None:
         read_fd, write_fd = os.pipe()
         self.log: IO[bytes] | None = None if debug else tempfile.TemporaryFile()  # noqa: SIM115
         out = None if debug else self.log
+        env = _child_env(spec)
         try:
-            self.proc = subprocess.Popen(
+            # a fork of the zygote that imported torch once; Popen when it cannot serve
+            zygote_child = None if self.log is None else spawn(env, write_fd, self.log.fileno())
+            self.proc: subprocess.Popen[bytes] | ZygoteProcess = zygote_child or subprocess.Popen(
                 [sys.executable, "-m", "batchscope.run.child", str(write_fd)],
                 stdin=subprocess.PIPE,
                 stdout=sys.stderr if debug else out,
                 stderr=None if debug else subprocess.STDOUT,
                 pass_fds=(write_fd,),
-                env=_child_env(spec),
+                env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
