@@ -73,6 +73,10 @@ CSV_FIELDS = (
     "tokens_per_s_high",
     "flops_per_token",
     "val_perplexity",
+    # where it ran (batchscope.run.executors, batchscope.hardware.machine)
+    "executor",
+    "hostname",
+    "machine_fingerprint",
     "target",
     "target_reached",
     "time_to_target_s",
