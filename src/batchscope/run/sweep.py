@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchscope.analyse.efficiency import stamp_mfu
+from batchscope.analyse.scaling import stamp_scaling
 from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
 from batchscope.core.results import RunResult, TrialResult, now_iso
 from batchscope.errors import BatchscopeError, StoreError, UsageError
@@ -230,6 +231,10 @@ def run_sweep(
 
     notify: OnEvent = on_event or (lambda kind, payload: None)
     if workload is not None:
+        if plan.world_sizes is not None:
+            raise UsageError(
+                "--world-sizes needs a workload spec string: each rank rebuilds the workload"
+            )
         isolation = "none"
     check_isolation(isolation)
     if trial_timeout_s is not None and trial_timeout_s <= 0:
@@ -331,6 +336,8 @@ def run_sweep(
                 ) from None
             if trial.ok:
                 stamp_mfu(trial, peak_of(peaks, spec))
+                # data parallel: against the one-rank trial of its round (run earlier)
+                stamp_scaling(trial, [*run.trials, *by_key.values()])
             by_key[spec.key] = trial
             if store is not None:
                 store.add_trial(run_id, spec.key, trial)

@@ -10,11 +10,15 @@ from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import given_params
 from batchscope.cli.options import (
     DataOpt,
+    GlobalBatchSizesOpt,
     ImageSizeOpt,
     ImagesOpt,
+    NnodesOpt,
     NoPeakOpt,
+    RdzvEndpointOpt,
     WeightsOpt,
     WideOpt,
+    WorldSizesOpt,
 )
 from batchscope.cli.request import build_sweep_request
 from batchscope.cli.run_report import run_and_report
@@ -448,6 +452,10 @@ def sweep(
             help="Write no report folder at the end.",
         ),
     ] = False,
+    world_sizes: WorldSizesOpt = None,
+    global_batch_sizes: GlobalBatchSizesOpt = None,
+    nnodes: NnodesOpt = 1,
+    rdzv_endpoint: RdzvEndpointOpt = None,
     fastai_entry: Annotated[
         str | None,
         typer.Option(
