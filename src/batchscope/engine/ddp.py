@@ -34,8 +34,10 @@ import dataclasses
 import math
 import os
 import signal
+import statistics
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchscope.core.plan import TrialSpec
@@ -153,9 +155,6 @@ class DataParallelHooks(TrialHooks):
 
 def measure_comm_fraction(trainer: Trainer, ddp: Any, result: TrialResult, pairs: int) -> None:
     """``comm_fraction`` from ``pairs`` interleaved synchronised / ``no_sync()`` steps."""
-    from batchscope.core.precision import median_precision
-    from batchscope.core.results import quantile
-
     assert trainer.reduce_max is not None
     full = trainer.spec.batch_size * trainer.spec.accumulate
     times: dict[bool, list[float]] = {True: [], False: []}
@@ -171,24 +170,42 @@ def measure_comm_fraction(trainer: Trainer, ddp: Any, result: TrialResult, pairs
             (step,) = trainer.reduce_max([clock() - t0])
             if n == full:
                 times[synced].append(step)
-    with_sync, without = sorted(times[True]), sorted(times[False])
-    if len(with_sync) < 2 or len(without) < 2:
-        return
-    m_sync, m_free = quantile(with_sync, 0.5), quantile(without, 0.5)
-    value = 1.0 - m_free / m_sync
-    a, b = median_precision(with_sync).interval(), median_precision(without).interval()
-    if a is None or b is None:
-        result.notes.append("comm_fraction not determined: too few extra steps for an interval")
-        return
-    low, high = 1.0 - b[1] / a[0], 1.0 - b[0] / a[1]
+    value, low, high = comm_fraction_from(times[True], times[False])
     result.comm_fraction_low, result.comm_fraction_high = low, high
-    if low <= 0.0:
+    if low is None or high is None:
+        result.notes.append("comm_fraction not determined: too few extra steps for an interval")
+    elif value is None:
+        middle = 1.0 - statistics.median(times[False]) / statistics.median(times[True])
         result.notes.append(
             f"comm_fraction not determined: steps with and without the gradient all-reduce "
-            f"differ by {value:+.1%} [{low:+.1%}, {high:+.1%}], within their noise"
+            f"differ by {middle:+.1%} [{low:+.1%}, {high:+.1%}], within their noise"
         )
-        return
     result.comm_fraction = value
+
+
+def comm_fraction_from(
+    synced: Sequence[float], unsynced: Sequence[float]
+) -> tuple[float | None, float | None, float | None]:
+    """``(comm_fraction, low, high)`` from step times with and without the all-reduce.
+
+    ``1 − median(unsynced) ÷ median(synced)``; the 95 % interval takes each median's
+    Maritz–Jarrett interval at its least favourable end (low: the unsynced high end over
+    the synced low end). The value is None — not determined — when the interval reaches
+    0 (no exposed communication is shown beyond the noise); both ends are None with too
+    few steps for an interval (fewer than 6 of either).
+    """
+    from batchscope.core.precision import median_precision
+
+    a, b = (
+        median_precision(sorted(synced)).interval(),
+        median_precision(sorted(unsynced)).interval(),
+    )
+    if a is None or b is None or a[0] <= 0 or a[1] <= 0:
+        return None, None, None
+    low, high = 1.0 - b[1] / a[0], 1.0 - b[0] / a[1]
+    if low <= 0.0:
+        return None, low, high
+    return 1.0 - statistics.median(unsynced) / statistics.median(synced), low, high
 
 
 def merge_ranks(spec: TrialSpec, returned: dict[int, dict[str, Any]]) -> TrialResult:
