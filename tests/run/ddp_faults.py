@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import torch
 from torch import nn
@@ -30,6 +31,8 @@ class _Faulty(nn.Module):
         if os.environ.get("RANK") == "1" and x.shape[0] == FAIL_AT:
             if self.how == "oom":
                 raise RuntimeError("CPU out of memory: rank 1 could not allocate (a test)")
+            if self.how == "hang":
+                time.sleep(3600)  # rank 0 waits in the all-reduce: only a timeout ends it
             os.kill(os.getpid(), signal.SIGKILL)
         return self.inner(x)
 
@@ -55,3 +58,7 @@ def oom_on_rank_1(options: WorkloadOptions) -> Workload:
 
 def killed_on_rank_1(options: WorkloadOptions) -> Workload:
     return _faulty("kill", options)
+
+
+def hang_on_rank_1(options: WorkloadOptions) -> Workload:
+    return _faulty("hang", options)
