@@ -87,3 +87,14 @@ def test_cli_options_become_plan_fields() -> None:
             {"workload": "linear", "batch_sizes": "8", "global_batch_sizes": "64"},
             {"workload", "batch_sizes", "global_batch_sizes"},
         )
+
+
+def test_cpu_ranks_sharing_a_machine_are_noted() -> None:
+    from batchscope.run.ddp_launch import sharing_notes
+
+    assert sharing_notes(None, ["cpu"], None) == []
+    assert sharing_notes([1, 2], ["cuda:0"], None) == []
+    (shared,) = sharing_notes([1, 2], ["cpu"], None, cores=2)
+    assert "share this machine's cores" in shared
+    _, over = sharing_notes([1, 2, 4], ["cpu"], 1, cores=2)
+    assert over.startswith("world size 4 × --threads 1 is more than the 2 cores")

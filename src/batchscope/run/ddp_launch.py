@@ -43,6 +43,31 @@ def rank_threads(world_size: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, world_size))
 
 
+def sharing_notes(
+    world_sizes: list[int] | None,
+    devices: list[str],
+    threads: int | None,
+    nnodes: int = 1,
+    cores: int | None = None,
+) -> list[str]:
+    """What the run's notes say about CPU ranks sharing one machine (timing truth)."""
+    if not world_sizes or "cpu" not in devices:
+        return []
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    notes = [
+        "data-parallel CPU ranks share this machine's cores, caches and memory bandwidth: "
+        "their step times include that contention, which separate machines would not have"
+    ]
+    if threads is not None:
+        over = [w for w in world_sizes if (w // nnodes) * threads > cores]
+        if over:
+            notes.append(
+                f"world size {', '.join(map(str, over))} × --threads {threads} is more than "
+                f"the {cores} cores here: the ranks' threads compete for cores"
+            )
+    return notes
+
+
 def rank_spec(spec: TrialSpec) -> TrialSpec:
     """The spec every rank runs: ``threads`` resolved per rank on a CPU."""
     assert spec.world_size is not None

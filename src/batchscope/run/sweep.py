@@ -270,6 +270,12 @@ def run_sweep(
     settings["trial_timeout_s"] = trial_timeout_s
     if isolation == "process":
         settings["child_env_cpu"] = cpu_child_env(plan.memory_limit_bytes)
+    from batchscope.run.ddp_launch import sharing_notes
+
+    notes = [
+        *(notes or []),
+        *sharing_notes(plan.world_sizes, plan.devices, plan.threads, plan.nnodes),
+    ]
     if notes:
         settings["notes"] = list(notes)
     done_keys: set[str] = set()
