@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from batchscope.core.plan import Plan
 from batchscope.run.ddp_launch import run_data_parallel
@@ -108,3 +109,14 @@ def test_a_killed_rank_ends_the_trial_as_crashed_and_no_rank_survives(
     # the ranks share the launcher's process group, which a trial timeout kills whole
     assert {int(group) for _, group in records} == {os.getpgid(0)}
     assert _ranks_gone(tmp_path) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nccl_ranks_one_gpu_each() -> None:
+    worlds = [1, 2] if torch.cuda.device_count() >= 2 else [1]
+    plan = _plan("linear", batch_sizes=[64], world_sizes=worlds, devices=["cuda:0"])
+    run = run_sweep(plan, isolation="process", trial_timeout_s=300, peak=False)
+    assert [t.status for t in run.trials] == ["ok"] * len(worlds), [t.error for t in run.trials]
+    assert [t.world_size for t in run.trials] == worlds
+    assert all(t.device == "cuda:0" for t in run.trials)

@@ -12,8 +12,9 @@ two changes made through :class:`~batchscope.engine.trial.TrialHooks`:
   protocol began are all-reduced with MAX: every rank records the *slowest* rank's step,
   and every rank stops adaptive sampling at the same step (no rank waits forever in a
   collective);
-* the loss a trial reports is the mean over ranks (each rank's shard mean, averaged),
-  the loss of the global batch.
+* the loss a trial reports, and the one every step checks for divergence, is the mean
+  over ranks (each rank's shard mean, averaged: the loss of the global batch), so a NaN on
+  one rank ends every rank's trial as ``diverged`` at the same step.
 
 A one-rank trial runs this same path (DDP over a group of one), so a scaling
 efficiency compares trials that differ in the number of ranks only.

@@ -231,7 +231,8 @@ def _warm_up(trainer: Trainer, steps: int, notify: Progress, result: TrialResult
             batch = first if i == 0 else trainer.next_batch(batches)
             loss, _ = trainer.step(batch)
             trainer.sync()
-        check_finite(loss, i + 1, warmup=True)
+        # data parallel: the mean over ranks, so a rank's NaN stops every rank alike
+        check_finite(trainer.loss_value(loss), i + 1, warmup=True)
         notify("warmup", {"done": i + 1, "total": steps})
     del first
     trainer.sync()
@@ -326,7 +327,9 @@ class _StepRecorder:
             self.step_frozen.append(self.frozen)
             if phases:
                 self.phases.append(phases)
-        check_finite(loss, self.steps_run)  # after the clock: the device is synced already
+        # after the clock: the device is synced already. Data parallel: the mean over
+        # ranks, so a loss that is NaN on one rank ends every rank's trial at this step
+        check_finite(self.trainer.loss_value(loss), self.steps_run)
         return loss, n
 
     def summarise(self, result: TrialResult) -> None:
