@@ -137,7 +137,11 @@ def run_data_parallel(
 ) -> TrialResult:
     """Run ``spec`` (``spec.world_size`` ranks) and return its one result.
 
-    ``entrypoint`` is the rank's function (tests pass a failing one).
+    ``entrypoint`` is the rank's function (tests pass a failing one). The ranks are
+    started with ``spawn``, which imports the calling program's ``__main__`` in each rank:
+    a sweep's child process (``batchscope.run.child``) guards it; a script that runs
+    data-parallel trials in its own process (``isolation="none"``) must guard its code
+    with ``if __name__ == "__main__":``, as for any spawned process.
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch

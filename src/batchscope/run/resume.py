@@ -51,6 +51,10 @@ FLAGS = {
     "lr_warmup_steps": "--lr-warmup-steps",
     "framework": "--fastai/--keras",
     "fit": "--fit",
+    "world_sizes": "--world-sizes",
+    "scaling_mode": "--global-batch-sizes",
+    "nnodes": "--nnodes",
+    "rdzv_endpoint": "--rdzv-endpoint",
 }
 
 
