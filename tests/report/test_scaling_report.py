@@ -3,12 +3,13 @@ world size ran (fake trials: no torch, no timing)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from batchscope.analyse.scaling import stamp_scaling
 from batchscope.core.results import RunResult, StepStats, TrialResult
 from batchscope.report.build import write_report
-from batchscope.report.export import csv_rows
+from batchscope.report.export import csv_rows, to_json
 from batchscope.report.terminal import render_run
 
 
@@ -54,6 +55,9 @@ def test_two_world_sizes_get_the_section_the_plot_and_the_csv_fields(tmp_path: P
     console = Console(width=160, record=True)
     console.print(render_run(_run(1, 2)))
     assert "World size" in console.export_text()
+    scaling = json.loads(to_json(_run(1, 2)))["scaling"]
+    assert [f["world_size"] for f in scaling["figures"]] == [1, 2]
+    assert scaling["verdicts"][0].startswith("cpu: 2 ranks reach 1.8×")
     row = csv_rows(_run(1, 2))[1]
     assert row["world_size"] == 2 and row["global_batch_size"] == 64
     assert abs(row["scaling_efficiency"] - 1 / 1.1) < 1e-9
@@ -63,3 +67,7 @@ def test_one_world_size_gets_none_of_it(tmp_path: Path) -> None:
     files = write_report(_run(2), tmp_path)
     assert "Data-parallel scaling" not in files.markdown.read_text()
     assert not (tmp_path / "scaling.png").exists()
+    assert json.loads(to_json(_run(2)))["scaling"]["verdicts"] == []  # no one-rank line
+    assert "scaling" not in json.loads(
+        to_json(RunResult(run_id="r", created="now", workload={}, settings={}, environment={}))
+    )
