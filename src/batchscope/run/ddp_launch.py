@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -143,12 +144,19 @@ def run_data_parallel(
     data-parallel trials in its own process (``isolation="none"``) must guard its code
     with ``if __name__ == "__main__":``, as for any spawned process.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
     spec = rank_spec(spec)
     try:
         returned = elastic_launch(launch_config(spec), entrypoint)(spec.to_dict())
+    except SignalException as exc:
+        # the launcher turns Ctrl-C (and SIGTERM) into this after stopping the ranks: an
+        # interruption, as anywhere else in a sweep, never a failed trial
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise
     except ChildFailedError as exc:
         first, _ = exc.get_first_failure()
         return failed_trial(spec, exc.failures, first)
