@@ -42,6 +42,8 @@ def live_text(reading: dict[str, Any]) -> str:
 
 def trial_verdict(trial: TrialResult) -> str:
     head = f"{trial.device} bs={trial.batch_size}"
+    if trial.world_size is not None:
+        head += f" × {trial.world_size} rank{'s' if trial.world_size != 1 else ''}"
     if trial.repeat:
         head += f" repeat {trial.repeat + 1}"
     if trial.ok and trial.step_time_s is not None:
@@ -150,7 +152,7 @@ class SweepDisplay(LiveDisplay):
                 f"[{payload['index'] + 1}/{payload['total']}] {spec.device} bs={spec.batch_size}"
             )
             variant = variant_label(
-                spec.precision, spec.channels_last, spec.compile, spec.accumulate
+                spec.precision, spec.channels_last, spec.compile, spec.accumulate, spec.world_size
             )
             if variant:
                 label += f" {variant}"
