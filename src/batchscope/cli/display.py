@@ -44,6 +44,8 @@ def trial_verdict(trial: TrialResult) -> str:
     head = f"{trial.device} bs={trial.batch_size}"
     if trial.seq_len:
         head += f" seq={trial.seq_len}"
+    if trial.world_size is not None:
+        head += f" × {trial.world_size} rank{'s' if trial.world_size != 1 else ''}"
     if trial.repeat:
         head += f" repeat {trial.repeat + 1}"
     if trial.ok and trial.step_time_s is not None:
@@ -153,7 +155,12 @@ class SweepDisplay(LiveDisplay):
                 f"[{payload['index'] + 1}/{payload['total']}] {spec.device} bs={spec.batch_size}"
             )
             variant = variant_label(
-                spec.precision, spec.channels_last, spec.compile, spec.accumulate, spec.seq_len
+                spec.precision,
+                spec.channels_last,
+                spec.compile,
+                spec.accumulate,
+                spec.seq_len,
+                spec.world_size,
             )
             if variant:
                 label += f" {variant}"

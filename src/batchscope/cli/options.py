@@ -195,3 +195,57 @@ HeadsOpt = Annotated[
         min=1,
     ),
 ]
+
+
+WorldSizesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--world-sizes",
+        rich_help_panel="Data parallel",
+        metavar="SIZES",
+        help="Run every trial data parallel with each of these numbers of ranks (1,2,4), "
+        "launched by torch's elastic launcher (torchrun) with DistributedDataParallel: gloo "
+        "on CPUs, NCCL on GPUs, one device per rank. --batch-sizes are then per device.",
+        show_default=False,
+    ),
+]
+
+
+GlobalBatchSizesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--global-batch-sizes",
+        rich_help_panel="Data parallel",
+        metavar="SIZES",
+        help="With --world-sizes, instead of --batch-sizes: fixed global batches divided "
+        "across the ranks (strong scaling); each must be divisible by every world size "
+        "× --accumulate.",
+        show_default=False,
+    ),
+]
+
+
+NnodesOpt = Annotated[
+    int,
+    typer.Option(
+        "--nnodes",
+        rich_help_panel="Data parallel",
+        metavar="N",
+        help="Nodes each data-parallel trial spans (passed to torch's launcher; run the same "
+        "command on every node, with --rdzv-endpoint).",
+        min=1,
+    ),
+]
+
+
+RdzvEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rdzv-endpoint",
+        rich_help_panel="Data parallel",
+        metavar="HOST:PORT",
+        help="The c10d rendezvous of a data-parallel trial across nodes (default: this "
+        "node, a free port).",
+        show_default=False,
+    ),
+]

@@ -88,6 +88,10 @@ PLAN_PARAMS = {
     "max_rounds": "max_rounds",
     "time_budget": "time_budget_s",
     "seq_lens": "seq_lens",
+    "world_sizes": "world_sizes",
+    "global_batch_sizes": "scaling_mode",
+    "nnodes": "nnodes",
+    "rdzv_endpoint": "rdzv_endpoint",
 }
 
 
@@ -247,7 +251,7 @@ def protocol_from(v: Mapping[str, Any], framework: str) -> dict[str, Any]:
     from batchscope.units import parse_bytes
 
     memory_limit = v.get("memory_limit")
-    return dict(
+    protocol = dict(
         framework=framework,
         fit=v.get("fit"),
         steps=v.get("steps"),
@@ -281,6 +285,26 @@ def protocol_from(v: Mapping[str, Any], framework: str) -> dict[str, Any]:
         lr_warmup_steps=v.get("lr_warmup_steps", 0),
         seq_lens=parse_seq_lens(v["seq_lens"]) if v.get("seq_lens") is not None else None,
     )
+    protocol.update(data_parallel_options(v))
+    return protocol
+
+
+def data_parallel_options(v: Mapping[str, Any]) -> dict[str, Any]:
+    """``--world-sizes``, ``--global-batch-sizes``, ``--nnodes``, ``--rdzv-endpoint`` as Plan
+    fields. Without ``--threads`` a data-parallel trial's ranks split the cores (threads
+    None: resolved per trial, batchscope.run.ddp_launch.rank_threads)."""
+    from batchscope.core.plan import parse_world_sizes
+
+    text = v.get("world_sizes")
+    out: dict[str, Any] = {"nnodes": v.get("nnodes", 1), "rdzv_endpoint": v.get("rdzv_endpoint")}
+    if v.get("global_batch_sizes") is not None:
+        out["scaling_mode"] = "strong"
+    if text is None:
+        return out
+    out["world_sizes"] = parse_world_sizes(text)
+    if v.get("threads") is None:
+        out["threads"] = None
+    return out
 
 
 def executor_options(
@@ -353,6 +377,13 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         options["extra"] = {**options["extra"], "fit": v["fit"]}
     protocol = protocol_from(v, framework)
     batch_sizes, devices = v.get("batch_sizes", "16,32,64,128,256"), v.get("devices", "best")
+    if v.get("global_batch_sizes") is not None:
+        if "batch_sizes" in given:
+            raise UsageError(
+                "--batch-sizes (per device) and --global-batch-sizes (divided across the "
+                "ranks) contradict each other: give one"
+            )
+        batch_sizes = v["global_batch_sizes"]
     resumed = None
     if v.get("resume") is not None:
         resumed = resume_plan(

@@ -176,6 +176,25 @@ def _check_seq_lens(values: list[int]) -> list[int]:
 
 LR_SCALINGS = ("none", "linear", "sqrt")
 
+#: data-parallel scaling: batch sizes per device ("weak") or global ("strong")
+SCALING_MODES = ("weak", "strong")
+
+
+def parse_world_sizes(text: str) -> list[int]:
+    """``"1,2,4"`` → ``[1, 2, 4]`` (ascending, no duplicates); one clear line otherwise."""
+    if text is None or not str(text).strip():
+        raise UsageError("--world-sizes is empty: use e.g. 1,2,4")
+    sizes: set[int] = set()
+    for part in str(text).split(","):
+        item = part.strip()
+        if not re.fullmatch(r"\d{1,6}", item) or int(item) < 1:
+            raise UsageError(
+                f"world size {item!r} in --world-sizes {text!r} must be a whole number >= 1: "
+                "use e.g. 1,2,4"
+            )
+        sizes.add(int(item))
+    return sorted(sizes)
+
 
 def check_lr_scaling(name: str) -> str:
     rule = (name or "").strip().lower()
@@ -234,6 +253,12 @@ class Recipe:
     framework: str = "torch"
     #: fastai's protocol, e.g. ``fine_tune(1)`` or ``fit_one_cycle(3)`` (integrations.fastai)
     fit: str | None = None
+    #: data-parallel trials (``--world-sizes``, batchscope.run.ddp_launch): "weak" when the
+    #: batch sizes are per device, "strong" when they are global (``--global-batch-sizes``)
+    scaling_mode: str = "weak"
+    #: nodes each data-parallel trial spans, and their rendezvous (passed to torch's launcher)
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
 
     def recipe(self) -> dict[str, Any]:
         """The shared fields and their values (what a trial copies from its plan)."""
@@ -253,6 +278,9 @@ class TrialSpec(Recipe):
     validation_steps: int = 0
     #: a sequence workload's length for this trial (``--seq-lens``); None: the workload's own
     seq_len: int | None = None
+    #: data parallel: ranks launched by torch's elastic launcher, each training
+    #: ``batch_size`` (per device); None: the ordinary one-process engine
+    world_size: int | None = None
 
     @property
     def key(self) -> str:
@@ -275,6 +303,8 @@ class TrialSpec(Recipe):
             key += f"|lrw={self.lr_warmup_steps}"
         if self.seq_len is not None:
             key += f"|seq={self.seq_len}"
+        if self.world_size is not None:
+            key += f"|ws={self.world_size}"
         return key
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +333,9 @@ class Plan(Recipe):
     #: ``--seq-lens``: a sequence workload's lengths, a further axis of the grid (None: the
     #: workload's own); each trial's length reaches the workload as ``extra["seq_len"]``
     seq_lens: list[int] | None = None
+    #: ``--world-sizes``: every trial runs data parallel at each of these world sizes
+    #: (batchscope.run.ddp_launch); None: the ordinary one-process trials
+    world_sizes: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -370,6 +403,7 @@ class Plan(Recipe):
                     f"--seq-lens is for batchscope's sequence workloads (gpt): a {self.framework} "
                     "model sets its own sequence length"
                 )
+        self._validate_data_parallel()
         if self.framework != "torch":
             self._validate_framework()
         elif self.fit is not None:
@@ -438,6 +472,60 @@ class Plan(Recipe):
         if self.base_batch_size is None:
             self.base_batch_size = min(self.batch_sizes) * self.accumulate
 
+    def _validate_data_parallel(self) -> None:
+        """World sizes, strong scaling's divisibility, and what data parallel cannot run yet."""
+        if self.scaling_mode not in SCALING_MODES:
+            raise UsageError(f"scaling mode {self.scaling_mode!r} is not one of: weak, strong")
+        if self.world_sizes is None:
+            if self.scaling_mode == "strong":
+                raise UsageError("--global-batch-sizes needs --world-sizes (e.g. 1,2)")
+            return
+        if not self.world_sizes:
+            raise UsageError("--world-sizes is empty: use e.g. 1,2,4")
+        for w in self.world_sizes:
+            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+                raise UsageError(f"world size {w!r} in --world-sizes must be a whole number >= 1")
+        self.world_sizes = sorted(set(self.world_sizes))
+        if isinstance(self.nnodes, bool) or not isinstance(self.nnodes, int) or self.nnodes < 1:
+            raise UsageError(f"--nnodes {self.nnodes!r} must be a whole number of at least 1")
+        for w in self.world_sizes:
+            if w % self.nnodes:
+                raise UsageError(
+                    f"world size {w} is not divisible by --nnodes {self.nnodes}: every node "
+                    "runs the same number of ranks"
+                )
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise UsageError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT")
+        if self.scaling_mode == "strong":
+            for b in self.batch_sizes:
+                for w in self.world_sizes:
+                    if b % (w * self.accumulate):
+                        acc = f" × --accumulate {self.accumulate}" if self.accumulate > 1 else ""
+                        raise UsageError(
+                            f"global batch size {b} in --global-batch-sizes is not divisible "
+                            f"by world size {w}{acc}: use multiples of {w * self.accumulate}"
+                        )
+        refused = {
+            "--epochs": self.epochs is not None,
+            "--breakdown": self.breakdown,
+            "--target": self.target is not None,
+            "--lr-scaling": self.lr_scaling != "none",
+            "--fastai/--keras": self.framework != "torch",
+        }
+        given = [flag for flag, on in refused.items() if on]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot be combined with --world-sizes yet: data-parallel "
+                "trials measure --steps or adaptive steps of batchscope's engine"
+            )
+
+    def per_device_batch_size(self, batch_size: int, world_size: int) -> int:
+        """What each rank trains per micro-batch: ``batch_size`` itself (weak scaling), or
+        the global batch divided by world size × accumulation (strong scaling)."""
+        if self.scaling_mode == "strong":
+            return batch_size // (world_size * self.accumulate)
+        return batch_size
+
     @property
     def adaptive(self) -> bool:
         """Steps are measured until the median is precise enough (no --steps, no --epochs)."""
@@ -457,11 +545,25 @@ class Plan(Recipe):
             order = self.batch_sizes[shift:] + self.batch_sizes[:shift]
             for device in self.devices:
                 for b in order:
-                    recipe = self.recipe()
-                    recipe.update(
-                        workload_options=dict(self.workload_options), seed=self.seed + repeat
-                    )
-                    specs.append(TrialSpec(**recipe, device=device, batch_size=b, repeat=repeat))
+                    # world sizes ascending: a round's one-rank reference runs first
+                    worlds: list[int | None] = [None]
+                    if self.world_sizes is not None:
+                        worlds = list(self.world_sizes)
+                    for world in worlds:
+                        recipe = self.recipe()
+                        recipe.update(
+                            workload_options=dict(self.workload_options), seed=self.seed + repeat
+                        )
+                        size = b if world is None else self.per_device_batch_size(b, world)
+                        specs.append(
+                            TrialSpec(
+                                **recipe,
+                                device=device,
+                                batch_size=size,
+                                repeat=repeat,
+                                world_size=world,
+                            )
+                        )
         return self._with_variants(specs)
 
     def _with_variants(self, specs: list[TrialSpec]) -> list[TrialSpec]:

@@ -260,6 +260,28 @@ class TrialResult:
     #: sequence workload
     val_loss: float | None = None
     val_perplexity: float | None = None
+    #: data parallel (``--world-sizes``, batchscope.engine.ddp): ranks of the trial; None:
+    #: the ordinary one-process engine. ``batch_size`` is then per device, like
+    #: ``per_device_batch_size``; ``global_batch_size`` = per-device × world × accumulation,
+    #: and ``samples_per_s`` is global (global batch ÷ the median of the slowest rank's steps)
+    world_size: int | None = None
+    per_device_batch_size: int | None = None
+    global_batch_size: int | None = None
+    samples_per_s_per_device: float | None = None
+    #: "weak" (batch per device fixed) or "strong" (global batch fixed): what
+    #: scaling_efficiency compares against (batchscope.analyse.scaling)
+    scaling_mode: str | None = None
+    #: samples_per_s ÷ (world_size × samples_per_s of the same round's one-rank trial at the
+    #: same per-device batch (weak) or global batch (strong)), with its 95 % interval
+    scaling_efficiency: float | None = None
+    scaling_efficiency_low: float | None = None
+    scaling_efficiency_high: float | None = None
+    #: exposed (not overlapped) gradient communication as a share of a step: 1 − median of
+    #: extra steps under ``no_sync()`` ÷ median of as many synchronised steps, interleaved
+    #: after the protocol; None when not determined (its interval reaches 0: within noise)
+    comm_fraction: float | None = None
+    comm_fraction_low: float | None = None
+    comm_fraction_high: float | None = None
 
     @classmethod
     def from_spec(cls, spec: Any, **fields: Any) -> TrialResult:
@@ -291,6 +313,14 @@ class TrialResult:
 
             base["seq_len"] = seq_len
             base["tokens_per_step"] = tokens_per_step(spec.batch_size * spec.accumulate, seq_len)
+        world = getattr(spec, "world_size", None)
+        if world is not None:
+            base.update(
+                world_size=world,
+                per_device_batch_size=spec.batch_size,
+                global_batch_size=spec.batch_size * world * spec.accumulate,
+                scaling_mode=spec.scaling_mode,
+            )
         base.update(fields)
         return cls(**base)
 

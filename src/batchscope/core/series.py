@@ -41,10 +41,13 @@ def variant_label(
     compile: bool = False,
     accumulate: int = 1,
     seq_len: int | None = None,
+    world_size: int | None = None,
 ) -> str:
-    """``"seq=256 bf16 channels-last compiled acc=4"``; empty for the default variant.
+    """``"seq=256 bf16 channels-last compiled acc=4 2 ranks"``; empty for the default variant.
 
-    A sequence workload's every trial names its length, so each length is a series.
+    A sequence workload's every trial names its length, so each length is a series; a
+    data-parallel world size is a series of its own (``"cpu 2 ranks"``, ``"cpu 1 rank"``
+    for the one-rank DDP reference), so the analysis and recommendation apply per world size.
     """
     parts = [f"seq={seq_len}"] if seq_len else []
     if precision != "fp32":
@@ -55,11 +58,15 @@ def variant_label(
         parts.append("compiled")
     if accumulate > 1:
         parts.append(f"acc={accumulate}")
+    if world_size is not None:
+        parts.append(f"{world_size} rank{'s' if world_size != 1 else ''}")
     return " ".join(parts)
 
 
 def trial_variant(t: TrialResult) -> str:
-    return variant_label(t.precision, t.channels_last, t.compile, t.accumulate, t.seq_len)
+    return variant_label(
+        t.precision, t.channels_last, t.compile, t.accumulate, t.seq_len, t.world_size
+    )
 
 
 def has_variants(run: RunResult) -> bool:
@@ -70,7 +77,9 @@ def series_view(run: RunResult) -> RunResult:
     """The run as the reports group it: one "device" per (device, variant).
 
     A variant trial's ``device`` becomes ``"cpu bf16"`` and its ``batch_size`` the
-    effective batch size (micro-batch × accumulation), so per-sample figures,
+    effective batch size (micro-batch × accumulation; a data-parallel trial's
+    ``global_batch_size``, with ``flops_per_sample`` its device's share, so that
+    achieved FLOP/s stay per device against one device's peak), so per-sample figures,
     fits and cross-"device" speedups (``cpu bf16`` against ``cpu``) stay right.
     The variant fields are folded in and reset, which makes the view idempotent;
     a run without variants is returned as it is. Never stored: JSON keeps the raw trials.
@@ -83,16 +92,23 @@ def series_view(run: RunResult) -> RunResult:
         if not label:
             trials.append(t)
             continue
+        batch = t.effective_batch_size or t.batch_size * t.accumulate
+        flops = t.flops_per_sample
+        if t.world_size is not None:
+            batch = t.global_batch_size or batch * t.world_size
+            flops = None if flops is None else flops / t.world_size
         trials.append(
             dataclasses.replace(
                 t,
                 device=f"{t.device} {label}",
-                batch_size=t.effective_batch_size or t.batch_size * t.accumulate,
+                batch_size=batch,
                 precision="fp32",
                 channels_last=False,
                 compile=False,
                 accumulate=1,
                 seq_len=None,  # folded into the name; tokens_per_step keeps the tokens
+                world_size=None,
+                flops_per_sample=flops,
             )
         )
     return dataclasses.replace(run, trials=trials)

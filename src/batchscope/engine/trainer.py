@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from batchscope.core.plan import TrialSpec
@@ -115,6 +115,10 @@ class Trainer:
         self.optimizer_steps = 0
         self.warmup_clock = variants.WarmupClock()
         self.loss_fn = workload.loss
+        #: set by a data-parallel trial (batchscope.engine.ddp): the largest of each value
+        #: across ranks (step times are the slowest rank's), and the loss averaged over ranks
+        self.reduce_max: Callable[[list[float]], list[float]] | None = None
+        self.loss_value: Callable[[torch.Tensor], float] = float
         self.generator = torch.Generator()
         self.generator.manual_seed(spec.seed)
         pin = device.type == "cuda"

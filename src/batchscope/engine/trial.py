@@ -63,16 +63,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class TrialHooks:
+    """What a data-parallel rank (:mod:`batchscope.engine.ddp`) adds to the one measured
+    loop, so that every trial is timed by the same code; the default adds nothing."""
+
+    def prepare(self, trainer: Trainer) -> None:
+        """Called once the trainer is built, before warm-up (wrap the model, shard data)."""
+
+    def after_steps(self, trainer: Trainer, result: TrialResult) -> None:
+        """Called after the measured steps, outside every statistic of the protocol."""
+
+
 def run_trial(
     spec: TrialSpec,
     workload: Workload | None = None,
     *,
     progress: Progress | None = None,
+    hooks: TrialHooks | None = None,
 ) -> TrialResult:
     """Run and measure one trial in this process.
 
     ``workload`` may be passed when the caller already built it (in-process runs);
-    otherwise it is loaded from ``spec.workload``. User errors raise
+    otherwise it is loaded from ``spec.workload``. ``hooks`` extend the loop (a
+    data-parallel rank's). User errors raise
     :class:`~batchscope.errors.BatchscopeError`; the runner turns other failures
     (out of memory, crashes) into a trial status.
     """
@@ -92,6 +105,8 @@ def run_trial(
         workload = load_workload(spec.workload, WorkloadOptions.from_dict(spec.workload_options))
     seed_everything(spec.seed)  # the model's initial weights do not depend on data building
     trainer = Trainer(spec, workload, device)
+    if hooks is not None:
+        hooks.prepare(trainer)
     if trainer.steps_per_epoch == 0:
         raise UsageError(
             f"batch size {spec.batch_size} is larger than the {trainer.n_train} training "
@@ -166,6 +181,8 @@ def run_trial(
         return _diverged(result, diverged, memory)
     memory.record(result)
     _record_validation(trainer, spec, result)
+    if hooks is not None:  # after the peak and the sampler: nothing measured counts it
+        hooks.after_steps(trainer, result)
     notify("done", {"status": result.status})
     return result
 
@@ -248,7 +265,8 @@ def _warm_up(trainer: Trainer, steps: int, notify: Progress, result: TrialResult
             batch = first if i == 0 else trainer.next_batch(batches)
             loss, _ = trainer.step(batch)
             trainer.sync()
-        check_finite(loss, i + 1, warmup=True)
+        # data parallel: the mean over ranks, so a rank's NaN stops every rank alike
+        check_finite(trainer.loss_value(loss), i + 1, warmup=True)
         notify("warmup", {"done": i + 1, "total": steps})
     del first
     trainer.sync()
@@ -309,6 +327,10 @@ class _StepRecorder:
         self.step_frozen: list[bool] = []
         #: optimizer steps trained in the measured protocol, partial ones included
         self.steps_run = 0
+        #: the clock's reading when the protocol started, and (data parallel) the latest
+        #: step's end since then on the slowest rank, so every rank stops at the same step
+        self.origin = time.perf_counter()
+        self.elapsed = 0.0
 
     def run(self, iterator: Iterator[Any]) -> tuple[torch.Tensor, int] | None:
         """Train on the next batch; None when the iterator is exhausted (not timed)."""
@@ -326,17 +348,22 @@ class _StepRecorder:
             self.trainer.sync()
             phases = ()
         t2 = clock()
+        step, wait, self.elapsed = t2 - t0, t1 - t0, t2 - self.origin
+        if self.trainer.reduce_max is not None:  # after the clock: the slowest rank's step
+            step, wait, self.elapsed = self.trainer.reduce_max([step, wait, self.elapsed])
         if self.trainer.memory is not None:
             self.trainer.memory.sample()
         self.samples += n
         self.steps_run += 1
         if n == self.batch_size:
-            self.step_times.append(t2 - t0)
-            self.waits.append(t1 - t0)
+            self.step_times.append(step)
+            self.waits.append(wait)
             self.step_frozen.append(self.frozen)
             if phases:
                 self.phases.append(phases)
-        check_finite(loss, self.steps_run)  # after the clock: the device is synced already
+        # after the clock: the device is synced already. Data parallel: the mean over
+        # ranks, so a loss that is NaN on one rank ends every rank's trial at this step
+        check_finite(self.trainer.loss_value(loss), self.steps_run)
         return loss, n
 
     def summarise(self, result: TrialResult) -> None:
@@ -377,6 +404,7 @@ def _run_steps(trainer: Trainer, spec: TrialSpec, result: TrialResult, notify: P
     floor = max(1, spec.min_steps)
     trainer.sync()
     start = clock()
+    recorder.origin = start
     deadline = start + spec.max_time_s
     last_notify = start
     next_check = floor
@@ -389,7 +417,8 @@ def _run_steps(trainer: Trainer, spec: TrialSpec, result: TrialResult, notify: P
             continue
         last_loss = outcome[0]
         done = len(recorder.step_times)
-        now = clock()
+        # data parallel: every rank reads the slowest rank's time, so all stop together
+        now = clock() if trainer.reduce_max is None else start + recorder.elapsed
         if fixed is not None:
             if done >= fixed:
                 break
@@ -415,7 +444,7 @@ def _run_steps(trainer: Trainer, spec: TrialSpec, result: TrialResult, notify: P
     notify("step", {"done": done, "total": fixed if fixed is not None else done})
     result.total_time_s = clock() - start
     result.samples_trained = recorder.samples
-    result.final_train_loss = float(last_loss) if last_loss is not None else None
+    result.final_train_loss = trainer.loss_value(last_loss) if last_loss is not None else None
     result.stopped_by = stopped_by
     recorder.summarise(result)
 

@@ -111,6 +111,9 @@ def write_report(
         from batchscope.report.timeline import render_hardware_plots
 
         plots.update(render_hardware_plots(series_view(run), analysis))  # per (device, variant)
+        from batchscope.report.scaling import render_scaling_plots
+
+        plots.update(render_scaling_plots(run))  # data parallel: more than one world size
     doc = report_document(run, analysis, figures=list(plots))
     images = []
     for name, png in plots.items():

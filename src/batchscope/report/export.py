@@ -77,6 +77,18 @@ CSV_FIELDS = (
     "executor",
     "hostname",
     "machine_fingerprint",
+    # data parallel (--world-sizes: batchscope.engine.ddp, batchscope.analyse.scaling)
+    "world_size",
+    "per_device_batch_size",
+    "global_batch_size",
+    "samples_per_s_per_device",
+    "scaling_mode",
+    "scaling_efficiency",
+    "scaling_efficiency_low",
+    "scaling_efficiency_high",
+    "comm_fraction",
+    "comm_fraction_low",
+    "comm_fraction_high",
     "target",
     "target_reached",
     "time_to_target_s",
@@ -141,6 +153,9 @@ def to_json(run: RunResult) -> str:
     found: list[str] = []
     data = json_safe(run.to_dict(), "", found)
     data["analysis"] = analyse_run(run).verdicts()
+    scaling = scaling_summary(run)
+    if scaling:  # data parallel (--world-sizes): what the scaling table and lines show
+        data["scaling"] = json_safe(scaling, "scaling", found)
     if found:
         data["notes"] = [
             f"{len(found)} non-finite number(s) written as null (JSON has no NaN or infinity): "
@@ -148,6 +163,23 @@ def to_json(run: RunResult) -> str:
             + (", …" if len(found) > 20 else "")
         ]
     return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
+
+
+def scaling_summary(run: RunResult) -> dict[str, Any] | None:
+    """``{"figures": [...], "verdicts": [...]}`` for a data-parallel run, else None: per
+    (series, batch, world size) the figures of :mod:`batchscope.analyse.scaling`."""
+    import dataclasses
+
+    from batchscope.analyse.scaling import scaling_figures
+    from batchscope.report.scaling import scaling_lines
+
+    figures = scaling_figures(run)
+    if not figures:
+        return None
+    return {
+        "figures": [dataclasses.asdict(f) for f in figures],
+        "verdicts": scaling_lines(run),
+    }
 
 
 def csv_rows(run: RunResult) -> list[dict[str, Any]]:

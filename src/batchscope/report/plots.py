@@ -923,8 +923,11 @@ def plot_title(filename: str) -> str:
     for spec in PLOTS:
         if spec.filename == filename:
             return spec.title
+    from batchscope.report.scaling import SCALING_PNG, SCALING_TITLE
     from batchscope.report.timeline import HARDWARE_TITLES
 
+    if filename == SCALING_PNG:
+        return SCALING_TITLE
     return HARDWARE_TITLES.get(filename, filename)
 
 
@@ -933,6 +936,9 @@ def plot_caption(filename: str) -> str:
     for spec in PLOTS:
         if spec.filename == filename:
             return spec.caption
+    from batchscope.report.scaling import SCALING_CAPTION, SCALING_PNG
     from batchscope.report.timeline import HARDWARE_CAPTIONS
 
+    if filename == SCALING_PNG:
+        return SCALING_CAPTION
     return HARDWARE_CAPTIONS.get(filename, "")

@@ -22,6 +22,7 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None, *, wide: boo
     from batchscope.core.series import series_view
     from batchscope.report.wording import machine_lines, speedup_line, summary_lines
 
+    raw = run  # the scaling table reads the trials' world sizes, which the view folds in
     run = series_view(run)  # one table per (device, variant): "cpu bf16"
     if analysis is None:
         analysis = analyse_run(run)
@@ -51,7 +52,34 @@ def render_run(run: RunResult, analysis: RunAnalysis | None = None, *, wide: boo
     for s in analysis.speedups + analysis.best_vs_best:
         parts.append(Text(speedup_line(run, s)))
     parts += [Text(f"note: {line}", style="yellow") for line in machine_lines(run)]
+    parts += _scaling_parts(raw, wide)
     return Group(*parts)
+
+
+def _scaling_parts(run: RunResult, wide: bool) -> list[Table | Text]:
+    """The data-parallel table (its world-size column) and verdicts, when more than one
+    world size ran."""
+    from batchscope.report.scaling import COMPACT_HEADERS, HEADERS, scaling_lines, scaling_rows
+
+    rows = scaling_rows(run, compact=not wide)
+    if not rows:
+        return []
+    table = Table(
+        title=f"{run.workload.get('name', '?')}: data-parallel scaling",
+        title_justify="left",
+        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+        pad_edge=wide,
+    )
+    for i, header in enumerate(HEADERS if wide else COMPACT_HEADERS):
+        table.add_column(header, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    parts: list[Table | Text] = [table]
+    if not wide:
+        modes = {t.scaling_mode for t in run.trials if t.world_size is not None}
+        batch = "global (strong scaling)" if modes == {"strong"} else "per device"
+        parts.append(Text(f"Batch: {batch}; Eff.: scaling efficiency; n.d.: not determined"))
+    return [*parts, *(Text(line) for line in scaling_lines(run))]
 
 
 def print_run(run: RunResult, console: Console, *, wide: bool | None = None) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from batchscope.analyse.explain import DeviceAnalysis
     from batchscope.analyse.memory_model import MemoryFit
     from batchscope.analyse.points import Point
+    from batchscope.analyse.scaling import ScalingFigure
     from batchscope.analyse.speedup import Speedup
     from batchscope.core.results import RunResult
 
@@ -224,6 +225,41 @@ def machine_lines(run: RunResult) -> list[str]:
             "batch sizes are compared across machines as well"
         )
     return lines
+
+
+def percent_interval(value: float, low: float | None, high: float | None) -> str:
+    """'90 % [85–95 %]' (the bracket only when both ends are known)."""
+    text = f"{100 * value:.0f} %"
+    if low is not None and high is not None:
+        text += f" [{100 * low:.0f}–{100 * high:.0f} %]"
+    return text
+
+
+def comm_text(value: float | None, high: float | None = None) -> str:
+    """A step's exposed gradient communication, or that it was not determined."""
+    if value is not None:
+        return f"{100 * value:.0f} % of each step is exposed all-reduce"
+    if high is not None and high > 0:
+        return f"exposed all-reduce not determined (within the noise; at most {100 * high:.0f} %)"
+    return "exposed all-reduce not determined"
+
+
+def scaling_line(f: ScalingFigure) -> str:
+    """'4 ranks reach 3.6× one rank at b=64 per device: 90 % [85–95 %] weak-scaling
+    efficiency; 12 % of each step is exposed all-reduce'."""
+    at = (
+        f"at a global batch of {f.batch_size}"
+        if f.scaling_mode == "strong"
+        else f"at b={f.batch_size} per device"
+    )
+    head = f"{f.series}: {f.world_size} ranks"
+    if f.efficiency is None or f.speedup is None:
+        return f"{head} {at}: no scaling efficiency (the one-rank trial did not run ok)"
+    eff = percent_interval(f.efficiency, f.efficiency_low, f.efficiency_high)
+    return (
+        f"{head} reach {f.speedup:.2g}× one rank {at}: {eff} {f.scaling_mode}-scaling "
+        f"efficiency; {comm_text(f.comm_fraction, f.comm_fraction_high)}"
+    )
 
 
 def memory_line(mf: MemoryFit) -> str:

@@ -123,7 +123,11 @@ def run_in_process(
 
         cap_address_space(spec.memory_limit_bytes)
     try:
-        if spec.framework != "torch":
+        if spec.world_size is not None:  # data parallel: ranks of torch's elastic launcher
+            from batchscope.run.ddp_launch import run_data_parallel
+
+            result = run_data_parallel(spec)
+        elif spec.framework != "torch":
             from batchscope.engine.frameworks import framework_module
 
             result = framework_module(spec.framework).run_trial(spec, progress=progress)
@@ -312,8 +316,11 @@ def run_isolated(
                 else:
                     notify(kind, event)
         except TimeoutError:
-            child.kill()
-            return _failed(spec, "timeout", f"trial ran past --trial-timeout {timeout_s:g} s")
+            child.kill()  # its whole process group: every rank of a data-parallel trial too
+            ranks = f" (all {spec.world_size} ranks stopped)" if spec.world_size else ""
+            return _failed(
+                spec, "timeout", f"trial ran past --trial-timeout {timeout_s:g} s{ranks}"
+            )
         except _OverLimit as over:
             child.kill()
             assert spec.memory_limit_bytes is not None and child.rss_ceiling is not None

@@ -52,6 +52,10 @@ FLAGS = {
     "framework": "--fastai/--keras",
     "fit": "--fit",
     "seq_lens": "--seq-lens",
+    "world_sizes": "--world-sizes",
+    "scaling_mode": "--global-batch-sizes",
+    "nnodes": "--nnodes",
+    "rdzv_endpoint": "--rdzv-endpoint",
 }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchscope.analyse.efficiency import stamp_mfu
+from batchscope.analyse.scaling import stamp_scaling
 from batchscope.core.plan import Plan, TrialSpec, parse_batch_sizes, parse_devices
 from batchscope.core.results import RunResult, TrialResult, now_iso
 from batchscope.errors import BatchscopeError, StoreError, UsageError
@@ -244,6 +245,10 @@ def run_sweep(
 
     notify: OnEvent = on_event or (lambda kind, payload: None)
     if workload is not None:
+        if plan.world_sizes is not None:
+            raise UsageError(
+                "--world-sizes needs a workload spec string: each rank rebuilds the workload"
+            )
         isolation = "none"
     check_isolation(isolation)
     if executor is not None and executor.parallel and isolation != "process":
@@ -287,7 +292,13 @@ def run_sweep(
     if executor is None:
         executor = LocalExecutor(_local_work(isolation, trial_timeout_s, debug, workload))
     settings["executor"] = executor.name
-    notes = [*(notes or []), *executor.notes()]
+    from batchscope.run.ddp_launch import sharing_notes
+
+    notes = [
+        *(notes or []),
+        *executor.notes(),
+        *sharing_notes(plan.world_sizes, plan.devices, plan.threads, plan.nnodes),
+    ]
     if notes:
         settings["notes"] = list(notes)
     done_keys: set[str] = set()
@@ -357,6 +368,9 @@ def run_sweep(
                 i, spec, trial = done.index, done.spec, done.trial
                 if trial.ok:
                     stamp_mfu(trial, peak_of(peaks, spec))
+                    # data parallel: against the one-rank trial of its round (run earlier;
+                    # a parallel executor may finish it later: then no efficiency)
+                    stamp_scaling(trial, [*run.trials, *by_key.values()])
                 by_key[spec.key] = trial
                 if store is not None:
                     store.add_trial(run_id, spec.key, trial)

@@ -11,17 +11,21 @@ from batchscope.cli.common import given_params
 from batchscope.cli.options import (
     DataOpt,
     ExecutorOpt,
+    GlobalBatchSizesOpt,
     HeadsOpt,
     ImageSizeOpt,
     ImagesOpt,
     LayersOpt,
+    NnodesOpt,
     NoPeakOpt,
     ParallelCpuTrialsOpt,
     RayAddressOpt,
+    RdzvEndpointOpt,
     SeqLensOpt,
     WeightsOpt,
     WideOpt,
     WidthOpt,
+    WorldSizesOpt,
 )
 from batchscope.cli.request import build_sweep_request
 from batchscope.cli.run_report import run_and_report
@@ -464,6 +468,10 @@ def sweep(
             help="Write no report folder at the end.",
         ),
     ] = False,
+    world_sizes: WorldSizesOpt = None,
+    global_batch_sizes: GlobalBatchSizesOpt = None,
+    nnodes: NnodesOpt = 1,
+    rdzv_endpoint: RdzvEndpointOpt = None,
     fastai_entry: Annotated[
         str | None,
         typer.Option(
