@@ -312,7 +312,6 @@ class TrialResult:
             from batchscope.core.tokens import tokens_per_step
 
             base["seq_len"] = seq_len
-            base["tokens_per_step"] = tokens_per_step(spec.batch_size * spec.accumulate, seq_len)
         world = getattr(spec, "world_size", None)
         if world is not None:
             base.update(
@@ -321,6 +320,9 @@ class TrialResult:
                 global_batch_size=spec.batch_size * world * spec.accumulate,
                 scaling_mode=spec.scaling_mode,
             )
+        if seq_len:  # a data-parallel step holds every rank's batch: its global batch
+            batch = base.get("global_batch_size") or spec.batch_size * spec.accumulate
+            base["tokens_per_step"] = tokens_per_step(batch, seq_len)
         base.update(fields)
         return cls(**base)
 

@@ -29,8 +29,9 @@ def stamp_tokens(result: TrialResult, seq_len: int | None) -> None:
     if not seq_len:
         return
     result.seq_len = int(seq_len)
+    # a data-parallel trial's step holds every rank's batch: its global batch
     result.tokens_per_step = tokens_per_step(
-        result.effective_batch_size or result.batch_size, seq_len
+        result.global_batch_size or result.effective_batch_size or result.batch_size, seq_len
     )
 
 
