@@ -482,6 +482,8 @@ def _quiet(pl: Any) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", advice)
+            # Lightning 2.6's own use of a torch pytree class torch has deprecated
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*deprecated")
             yield
     finally:
         logger.setLevel(saved[0])
