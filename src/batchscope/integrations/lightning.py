@@ -568,6 +568,8 @@ def run_trial(spec: TrialSpec, progress: Progress | None = None) -> TrialResult:
             trainer.fit(built.module, **built.fit_kwargs())
     clock.summarise(result)
     result.warmup_steps = spec.warmup
+    if spec.precision != "fp32":
+        result.notes.append(f"Lightning Trainer(precision={PRECISIONS[spec.precision]!r})")
     if state.epochs_mode:
         result.epochs = state.epochs
         result.epoch_time_s = [e.time_s for e in state.epochs]
