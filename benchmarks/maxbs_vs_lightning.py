@@ -22,6 +22,16 @@ Adam(lr=1e-3), cross-entropy, CPU, a 4 GiB memory budget, ``torch.set_num_thread
   an OOM. The child runs with ``MALLOC_MMAP_THRESHOLD_=65536``, as batchscope's CPU
   children do under a memory limit, so freed memory leaves the address space.
 
+``--batchscope-lightning`` also runs ``batchscope maxbs --lightning
+benchmarks/maxbs_vs_lightning.py:make_lightning`` — the search on the very
+LightningModule the finder scales (its own loaders read ``self.batch_size``), each
+attempt a Trainer fit of 3 steps and 1 validation batch in a fresh process — so the
+two finders answer on one module. A small configuration that takes minutes, not the
+full comparison's 20 (``--skip-batchscope`` leaves out the engine's search)::
+
+    python benchmarks/maxbs_vs_lightning.py --image-size 32 --budget 268435456 \
+        --skip-batchscope --batchscope-lightning --json /tmp/small.json
+
 Afterwards each answer is re-run in a fresh process with batchscope's protocol and
 criterion (3 steps + 1 validation step, peak memory ≤ 4 GiB) to say whether it runs
 within the budget; ``--check-cap`` also re-runs each under Lightning's criterion (a
@@ -49,7 +59,8 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 # ---------------------------------------------------------------- the Lightning side
 
 
-def _lightning_setup(images: int, image_size: int, batch_size: int, threads: int) -> Any:
+def _lightning_module(images: int, image_size: int, batch_size: int, threads: int) -> Any:
+    """The LightningModule both finders search (its own loaders read ``self.batch_size``)."""
     import pytorch_lightning as pl
     import torch
     from torch import nn
@@ -93,6 +104,24 @@ def _lightning_setup(images: int, image_size: int, batch_size: int, threads: int
         def val_dataloader(self) -> DataLoader:
             return DataLoader(workload.val_dataset, batch_size=self.batch_size)
 
+    return Module()
+
+
+def make_lightning(batch_size: int) -> Any:
+    """``batchscope maxbs --lightning benchmarks/maxbs_vs_lightning.py:make_lightning``: the
+    same module; the task's size comes from the environment the benchmark sets."""
+    return _lightning_module(
+        int(os.environ["MAXBS_IMAGES"]),
+        int(os.environ["MAXBS_IMAGE_SIZE"]),
+        batch_size,
+        int(os.environ["MAXBS_THREADS"]),
+    )
+
+
+def _lightning_setup(images: int, image_size: int, batch_size: int, threads: int) -> Any:
+    import pytorch_lightning as pl
+
+    module = _lightning_module(images, image_size, batch_size, threads)
     root = tempfile.mkdtemp(prefix="lightning-maxbs-")
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -104,7 +133,7 @@ def _lightning_setup(images: int, image_size: int, batch_size: int, threads: int
         enable_model_summary=False,
         default_root_dir=root,
     )
-    return Module(), trainer
+    return module, trainer
 
 
 def _cap_address_space(budget: int) -> int:
@@ -279,6 +308,51 @@ def run_batchscope(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_batchscope_lightning(args: argparse.Namespace) -> dict[str, Any]:
+    """``batchscope maxbs --lightning`` on the very module Lightning's finder searches."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "maxbs.json"
+        cmd = [
+            sys.executable, "-m", "batchscope", "maxbs", "--lightning",
+            f"{HERE}:make_lightning", "--device", "cpu", "--memory-limit", str(args.budget),
+            "--threads", str(args.threads), "--json", str(out), "-q",
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p
+        )
+        env.update(
+            MAXBS_IMAGES=str(args.images),
+            MAXBS_IMAGE_SIZE=str(args.image_size),
+            MAXBS_THREADS=str(args.threads),
+        )
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip()[-500:], "seconds": seconds}
+        data = json.loads(out.read_text())
+        print(proc.stdout, file=sys.stderr)
+    return {
+        "answer": data["max_batch_size"],
+        "attempts": [
+            {
+                "batch_size": t["batch_size"],
+                "outcome": "ok" if t["fits"] else t["status"],
+                "reason": t["reason"],
+                "peak_memory_bytes": t["peak_memory_bytes"],
+                "seconds": t["seconds"],
+            }
+            for t in data["trials"]
+        ],
+        "seconds": seconds,
+        "search_seconds": data["seconds"],
+        "memory_fit": data["memory_fit"],
+        "smallest_failure": data["smallest_failure"],
+        "limited_by": data["limited_by"],
+    }
+
+
 def check_under_peak_budget(batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
     """batchscope's criterion, in a fresh process: 3 steps + 1 validation step, peak ≤ budget."""
     from batchscope.core.plan import TrialSpec
@@ -324,6 +398,11 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write every figure here")
     parser.add_argument("--skip-batchscope", action="store_true")
     parser.add_argument("--skip-lightning", action="store_true")
+    parser.add_argument(
+        "--batchscope-lightning",
+        action="store_true",
+        help="also run 'batchscope maxbs --lightning' on the module Lightning's finder searches",
+    )
     parser.add_argument("--check-cap", action="store_true")
     parser.add_argument("--skip-checks", action="store_true", help="do not re-run the answers")
     args = parser.parse_args()
@@ -346,6 +425,10 @@ def main() -> int:
         print("batchscope maxbs …", file=sys.stderr, flush=True)
         report["batchscope"] = run_batchscope(args)
         print(json.dumps(report["batchscope"], indent=1), file=sys.stderr, flush=True)
+    if args.batchscope_lightning:
+        print("batchscope maxbs --lightning …", file=sys.stderr, flush=True)
+        report["batchscope_lightning"] = run_batchscope_lightning(args)
+        print(json.dumps(report["batchscope_lightning"], indent=1), file=sys.stderr, flush=True)
     if not args.skip_lightning:
         print("Lightning scale_batch_size(mode='binsearch') …", file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -356,7 +439,7 @@ def main() -> int:
 
     # does each answer run? (fresh processes)
     checks: dict[str, Any] = {}
-    for who in () if args.skip_checks else ("batchscope", "lightning"):
+    for who in () if args.skip_checks else ("batchscope", "batchscope_lightning", "lightning"):
         answers = report.get(who, {})
         for key in ("answer", "answer_before_margin"):
             size = answers.get(key)

@@ -59,6 +59,9 @@ class SweepRequest:
     parallel_cpu_trials: bool = False
 
 
+#: sweep's parameters that name what is swept
+ENTRY_PARAMS = {"workload", "fastai_entry", "keras_entry", "lightning_entry"}
+
 #: sweep's parameters that set a Plan field (parameter name -> Plan field)
 PLAN_PARAMS = {
     "steps": "steps",
@@ -114,7 +117,7 @@ def resume_plan(
     open_store(store_path, False).close()  # a resume writes: a store it cannot write fails now
     run = store.get_run(run_id)
     values: dict[str, Any] = {}
-    if {"workload", "fastai_entry", "keras_entry"} & given:
+    if ENTRY_PARAMS & given:
         values["workload"] = workload
         values["framework"] = protocol["framework"]
     if "batch_sizes" in given:
@@ -196,30 +199,42 @@ def rounds_options(repeats: str, max_rounds: int, time_budget: str | None) -> di
     return {"repeats": int(text)}
 
 
+#: the flags that name what a sweep runs, and who trains it
+FRAMEWORK_FLAGS = {
+    "WORKLOAD": "torch",
+    "--fastai": "fastai",
+    "--keras": "keras",
+    "--lightning": "lightning",
+}
+
+
 def choose_framework(
-    workload: str | None, fastai_entry: str | None, keras_entry: str | None
+    workload: str | None,
+    fastai_entry: str | None,
+    keras_entry: str | None,
+    lightning_entry: str | None = None,
 ) -> tuple[str, str]:
-    """The entry to sweep and who trains it: (workload, "torch" | "fastai" | "keras")."""
+    """The entry to sweep and who trains it: (workload, "torch" | "fastai" | "keras" |
+    "lightning")."""
     given = [
         (flag, value)
-        for flag, value in (
-            ("WORKLOAD", workload),
-            ("--fastai", fastai_entry),
-            ("--keras", keras_entry),
+        for flag, value in zip(
+            FRAMEWORK_FLAGS, (workload, fastai_entry, keras_entry, lightning_entry), strict=True
         )
         if value is not None
     ]
     if not given:
         raise UsageError(
             "what should be swept? give a WORKLOAD (e.g. simplecnn; see 'batchscope "
-            "workloads'), --fastai module:make_learner or --keras module:make_model"
+            "workloads'), --fastai module:make_learner, --keras module:make_model or "
+            "--lightning module:make"
         )
     if len(given) > 1:
         raise UsageError(f"give one of {' and '.join(flag for flag, _ in given)}, not both")
     flag, value = given[0]
     if not value.strip():
         raise UsageError(f"{flag} is empty: name a workload or 'module:function'")
-    return value, {"WORKLOAD": "torch", "--fastai": "fastai", "--keras": "keras"}[flag]
+    return value, FRAMEWORK_FLAGS[flag]
 
 
 def check_outputs(v: Mapping[str, Any]) -> None:
@@ -347,9 +362,11 @@ def build_sweep_request(values: Mapping[str, Any], given: set[str]) -> SweepRequ
         v.get("isolation", "process"),
     )
     workload = v.get("workload")
-    if v.get("resume") is not None and not {"workload", "fastai_entry", "keras_entry"} & given:
+    if v.get("resume") is not None and not ENTRY_PARAMS & given:
         workload = "(stored)"  # the stored plan names it; nothing to choose
-    workload, framework = choose_framework(workload, v.get("fastai_entry"), v.get("keras_entry"))
+    workload, framework = choose_framework(
+        workload, v.get("fastai_entry"), v.get("keras_entry"), v.get("lightning_entry")
+    )
     if v.get("seq_lens") is not None:
         check_sequence_workload(None if workload == "(stored)" else workload, ["--seq-lens"])
     data, weights, images = v.get("data"), v.get("weights"), v.get("images")

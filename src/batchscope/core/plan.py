@@ -249,7 +249,8 @@ class Recipe:
     base_batch_size: int | None = None
     lr_warmup_steps: int = 0
     #: who trains: "torch" (batchscope's engine on a Workload), "fastai" (the user's
-    #: Learner, ``workload`` = ``module:make_learner``) or "keras" (``module:make_model``)
+    #: Learner, ``workload`` = ``module:make_learner``), "keras" (``module:make_model``)
+    #: or "lightning" (``module:make``, a LightningModule and its data)
     framework: str = "torch"
     #: fastai's protocol, e.g. ``fine_tune(1)`` or ``fit_one_cycle(3)`` (integrations.fastai)
     fit: str | None = None
@@ -412,11 +413,15 @@ class Plan(Recipe):
             self.epochs = 1
 
     def _validate_framework(self) -> None:
-        """fastai and Keras run the user's own training: only what they can honour."""
+        """fastai, Keras and Lightning run the user's own training: only what they can honour."""
+        if self.framework == "lightning":
+            self._validate_lightning()
+            return
         name = {"fastai": "--fastai", "keras": "--keras"}.get(self.framework)
         if name is None:
             raise UsageError(
-                f"unknown framework {self.framework!r}: use 'torch', 'fastai' or 'keras'"
+                f"unknown framework {self.framework!r}: use 'torch', 'fastai', 'keras' "
+                "or 'lightning'"
             )
         if self.steps is not None:
             raise UsageError(
@@ -449,6 +454,29 @@ class Plan(Recipe):
                 f"{', '.join(given)} cannot be applied to a {self.framework} "
                 f"{'Learner' if self.framework == 'fastai' else 'model'}: set it in your own "
                 f"{'make_learner' if self.framework == 'fastai' else 'make_model'} instead"
+            )
+
+    def _validate_lightning(self) -> None:
+        """A Lightning ``Trainer`` honours --steps, --epochs, adaptive steps, --precision
+        (bf16-mixed, 16-mixed) and --target; the rest belongs in the user's module."""
+        if self.fit is not None:
+            raise UsageError("--fit is fastai's protocol; with --lightning use --steps or --epochs")
+        refused = {
+            "--freeze-epochs": self.freeze_epochs != 0,
+            "--channels-last": self.channels_last,
+            "--compile": self.compile,
+            "--accumulate": self.accumulate != 1,
+            "--lr-scaling": self.lr_scaling != "none",
+            "--lr-warmup-steps": self.lr_warmup_steps != 0,
+            "--breakdown": self.breakdown,
+            "--workers": self.workers != 0,
+            "--drop-last": self.drop_last,
+        }
+        given = [flag for flag, on in refused.items() if on]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot be applied to a LightningModule: set it in your "
+                "own module or data loaders (or Trainer callbacks) instead"
             )
 
     def _validate_variants(self) -> None:
@@ -510,7 +538,7 @@ class Plan(Recipe):
             "--breakdown": self.breakdown,
             "--target": self.target is not None,
             "--lr-scaling": self.lr_scaling != "none",
-            "--fastai/--keras": self.framework != "torch",
+            "--fastai/--keras/--lightning": self.framework != "torch",
         }
         given = [flag for flag, on in refused.items() if on]
         if given:

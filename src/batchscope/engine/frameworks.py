@@ -1,6 +1,6 @@
 """Who trains a trial: batchscope's own engine, or a framework integration, by name.
 
-A framework integration (fastai, Keras) lives in :mod:`batchscope.integrations` and
+A framework integration (fastai, Keras, Lightning) lives in :mod:`batchscope.integrations` and
 offers ``probe(entry, options) -> dict`` and ``run_trial(spec, progress) ->
 TrialResult``. The runner finds it here by name, imported when a trial needs it: a
 plug-in point, so the stages that run trials do not depend on the integrations
@@ -18,6 +18,7 @@ from batchscope.errors import UsageError
 FRAMEWORKS = {
     "fastai": "batchscope.integrations.fastai",
     "keras": "batchscope.integrations.keras",
+    "lightning": "batchscope.integrations.lightning",
 }
 
 

@@ -1,4 +1,4 @@
-"""Where users already train: fastai Learners, Keras models, and their own loops.
+"""Where users already train: fastai Learners, Keras models, LightningModules, their own loops.
 
 Each framework module offers ``probe(entry, options) -> dict`` (the workload
 description a run records, loaded once before any trial) and

@@ -373,6 +373,16 @@ def protocol_summary(settings: Mapping[str, Any]) -> str:
         parts.append(f"fastai Learner, learn.{settings.get('fit') or 'fine_tune(1)'}")
     elif framework == "keras":
         parts.append(f"Keras model.fit, {settings.get('epochs') or 1} epoch(s)")
+    elif framework == "lightning":
+        epochs, steps = settings.get("epochs"), settings.get("steps")
+        what = (
+            f"{epochs} epoch(s)"
+            if epochs is not None
+            else f"{steps} measured steps per trial"
+            if steps is not None
+            else "adaptive steps"
+        )
+        parts.append(f"Lightning Trainer.fit, {what}")
     elif settings.get("epochs") is not None:
         parts.append(f"{settings.get('freeze_epochs') or 0} frozen + {settings['epochs']} epochs")
     elif settings.get("steps") is not None:

@@ -330,6 +330,7 @@ def find_max_batch_size(
     trial_timeout_s: float | None = None,
     on_event: OnEvent | None = None,
     debug: bool = False,
+    framework: str = "torch",
 ) -> MaxBatchResult:
     """The largest batch size (a multiple of ``granularity``) whose training fits the
     memory budget less ``margin``, found by running real trials.
@@ -345,7 +346,9 @@ def find_max_batch_size(
 
     ``max_batch_size`` caps the search (default and upper bound: the training set's
     size, since a step must hold a full batch). ``verify_repeats`` is how many times
-    the answer must have run and passed (1: no re-run). Raises
+    the answer must have run and passed (1: no re-run). ``framework="lightning"``
+    searches a Lightning entry (``workload`` = ``module:make``; each attempt a
+    ``Trainer`` fit of ``steps`` steps and one validation batch). Raises
     :class:`~batchscope.errors.BatchscopeError` on bad input or when the workload fails
     for a reason that is not memory at the first size tried.
     """
@@ -357,7 +360,13 @@ def find_max_batch_size(
     obj = None if isinstance(workload, str) else workload
     spec_name = workload if isinstance(workload, str) else workload.name
     if obj is not None:
+        if framework != "torch":
+            raise UsageError(
+                f"a {framework} search takes its entry as 'module:function', not a Workload"
+            )
         isolation = "none"
+    if framework not in ("torch", "lightning"):
+        raise UsageError(f"maxbs searches the engine's workloads or --lightning, not {framework!r}")
     check_isolation(isolation)
     check_args(
         steps=steps,
@@ -378,7 +387,7 @@ def find_max_batch_size(
         info = describe_workload(spec_name, obj)
         devices = envinfo.available_devices()
     else:
-        found = probe(spec_name, options, isolation=isolation, debug=debug)
+        found = probe(spec_name, options, isolation=isolation, framework=framework, debug=debug)
         info, devices = found.workload, found.devices
     chosen = parse_devices(device, devices)
     if len(chosen) != 1:
@@ -441,6 +450,7 @@ def find_max_batch_size(
             # on the CPU the runner judges the peak against the limit (and caps the
             # child's address space well above it); on a GPU the device itself decides
             memory_limit_bytes=limit if device == "cpu" else None,
+            framework=framework,
         )
 
         def forward(kind: str, payload: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from batchscope.cli.app import app, cli_state
 from batchscope.cli.common import default_threads, workload_options
 from batchscope.cli.console import stderr, stdout
 from batchscope.cli.display import SearchDisplay
-from batchscope.cli.options import DataOpt, ImageSizeOpt, ImagesOpt, WeightsOpt, WorkloadArg
+from batchscope.cli.options import DataOpt, ImageSizeOpt, ImagesOpt, WeightsOpt
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,13 +35,23 @@ Examples:
   batchscope maxbs simplecnn --memory-limit 1GiB --granularity 8 --margin 0.1 --json m.json
 
   batchscope maxbs my_project/train.py:make_workload --device cuda
+
+  batchscope maxbs --lightning examples/lightning_digits.py:make --memory-limit 256MiB
 """
 
 
 @app.command(epilog=MAXBS_EPILOG)
 def maxbs(
     ctx: typer.Context,
-    workload: WorkloadArg,
+    workload: Annotated[
+        str | None,
+        typer.Argument(
+            help="A built-in name (see 'batchscope workloads'), 'module:function' or "
+            "'path/to/file.py:function' returning a batchscope.Workload. Omit it with "
+            "--lightning.",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[
         str,
         typer.Option("--device", "-d", help="cpu, cuda, cuda:N, mps or xpu."),
@@ -125,6 +135,18 @@ def maxbs(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    lightning_entry: Annotated[
+        str | None,
+        typer.Option(
+            "--lightning",
+            metavar="ENTRY",
+            help="Search your LightningModule: 'module:make' or 'file.py:make', where "
+            "make(batch_size) returns (module, datamodule) or (module, train_loader"
+            "[, val_loader]); each attempt is a Trainer fit of --steps steps and one "
+            "validation batch in a fresh process (needs 'pip install batchscope\\[lightning]').",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Find the largest batch size that trains within a memory budget."""
     import json
@@ -136,6 +158,23 @@ def maxbs(
 
     if json_path:
         check_writable(json_path, "--json")
+    framework = "torch"
+    if lightning_entry is not None:
+        if workload is not None:
+            raise UsageError("give one of WORKLOAD and --lightning, not both")
+        if not lightning_entry.strip():
+            raise UsageError("--lightning is empty: name 'module:make' or 'file.py:make'")
+        if data or weights or images is not None or image_size:
+            raise UsageError(
+                "--data, --weights, --images and --image-size are for built-in workloads: "
+                "your --lightning module provides the data"
+            )
+        workload, framework = lightning_entry, "lightning"
+    elif workload is None:
+        raise UsageError(
+            "what should be searched? give a WORKLOAD (e.g. simplecnn; see 'batchscope "
+            "workloads') or --lightning module:make"
+        )
     limit = parse_bytes(memory_limit, what="--memory-limit") if memory_limit is not None else None
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} must be at least 1")
@@ -175,6 +214,7 @@ def maxbs(
             trial_timeout_s=trial_timeout,
             on_event=display.on_event,
             debug=cli_state(ctx).debug,
+            framework=framework,
         )
     print_result(result, stdout())
     if json_path:

@@ -45,11 +45,13 @@ Examples (the experiments of the four write-ups batchscope replaces):
 
   batchscope sweep my_project/train.py:make_workload --batch-sizes 8..128
 
-Where you already train (fastai, Keras 3 on the PyTorch backend):
+Where you already train (fastai, Keras 3 on the PyTorch backend, Lightning):
 
   batchscope sweep --fastai examples/fastai_pets.py:make_learner -b 16..256 --fit "fine_tune(3)"
 
   batchscope sweep --keras examples/keras_linear.py:make_model -b 32..1024 --epochs 3
+
+  batchscope sweep --lightning examples/lightning_digits.py:make -b 16..256 --steps 30
 """
 
 
@@ -61,7 +63,7 @@ def sweep(
         typer.Argument(
             help="A built-in name (see 'batchscope workloads'), 'module:function' or "
             "'path/to/file.py:function' returning a batchscope.Workload. Omit it with "
-            "--fastai or --keras.",
+            "--fastai, --keras or --lightning.",
             show_default=False,
         ),
     ] = None,
@@ -161,8 +163,8 @@ def sweep(
             rich_help_panel="How to measure",
             metavar="N",
             help="Untimed warm-up steps per trial; the model is restored afterwards "
-            "(default: 3; with --fastai/--keras 1: their first steps are trained as part "
-            "of the protocol and only left out of the step statistics).",
+            "(default: 3; with --fastai/--keras/--lightning 1: their first steps are "
+            "trained as part of the protocol and only left out of the step statistics).",
             show_default=False,
         ),
     ] = None,
@@ -476,7 +478,7 @@ def sweep(
         str | None,
         typer.Option(
             "--fastai",
-            rich_help_panel="fastai and Keras",
+            rich_help_panel="fastai, Keras and Lightning",
             metavar="ENTRY",
             help="Sweep your fastai Learner: 'module:make_learner' or 'file.py:make_learner', "
             "where make_learner(bs) returns a Learner whose DataLoaders use batch size bs. "
@@ -488,7 +490,7 @@ def sweep(
         str | None,
         typer.Option(
             "--fit",
-            rich_help_panel="fastai and Keras",
+            rich_help_panel="fastai, Keras and Lightning",
             metavar="PROTOCOL",
             help="With --fastai: the protocol each trial runs, e.g. 'fine_tune(3)', "
             "'fit_one_cycle(3)', 'fit(2, lr=1e-3)' (default: fine_tune(1)).",
@@ -499,7 +501,7 @@ def sweep(
         str | None,
         typer.Option(
             "--keras",
-            rich_help_panel="fastai and Keras",
+            rich_help_panel="fastai, Keras and Lightning",
             metavar="ENTRY",
             help="Sweep your Keras 3 model on the PyTorch backend: 'module:make_model', where "
             "make_model() returns a compiled model and the module holds x_train, y_train "
@@ -508,11 +510,24 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    lightning_entry: Annotated[
+        str | None,
+        typer.Option(
+            "--lightning",
+            rich_help_panel="fastai, Keras and Lightning",
+            metavar="ENTRY",
+            help="Sweep your LightningModule: 'module:make' or 'file.py:make', where "
+            "make(batch_size) returns (module, datamodule) or (module, train_loader"
+            "[, val_loader]); each trial runs a Trainer for --steps, --epochs or adaptive "
+            "steps (needs 'pip install batchscope\\[lightning]').",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a batch-size sweep and print the table (per device) with speedups.
 
     The workload is a built-in, your own batchscope.Workload, your fastai Learner
-    (--fastai) or your Keras model (--keras).
+    (--fastai), your Keras model (--keras) or your LightningModule (--lightning).
     """
     values = {k: v for k, v in locals().items() if k != "ctx"}
     request = build_sweep_request(values, given_params(ctx))
