@@ -130,3 +130,13 @@ def workload_file(tmp_path: Path) -> Path:
     path = tmp_path / "user_workload.py"
     path.write_text(WORKLOAD_FILE, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def no_zygote() -> None:
+    """End this process's trial zygotes first: a test that counts our descendant processes
+    (or their memory) must not see the zygote an earlier test started
+    (batchscope.run.forkserver keeps one per process until exit)."""
+    from batchscope.run import forkserver
+
+    forkserver.shutdown()

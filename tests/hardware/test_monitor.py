@@ -23,6 +23,10 @@ from batchscope.hardware.monitor import (
     summarise,
 )
 
+#: the suite's trial zygote is a descendant of this process: these tests count ours
+pytestmark = pytest.mark.usefixtures("no_zygote")
+
+
 BUSY_THEN_IDLE = """
 import sys, time
 print("ready", flush=True)

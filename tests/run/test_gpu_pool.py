@@ -19,6 +19,10 @@ from batchscope.run.executors import Gpu, GpuPoolExecutor
 psutil = pytest.importorskip("psutil")
 
 
+#: the suite's trial zygote is a descendant of this process: these tests count ours
+pytestmark = pytest.mark.usefixtures("no_zygote")
+
+
 def spec(device: str, b: int = 8, steps: int = 2) -> TrialSpec:
     return TrialSpec(
         workload="linear", device=device, batch_size=b, steps=steps, warmup=0, threads=1

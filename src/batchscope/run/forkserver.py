@@ -316,8 +316,13 @@ def _read_line(sock: socket.socket, timeout_s: float) -> tuple[dict[str, Any], b
 
 
 _lock = threading.Lock()
-_zygote: _Zygote | None = None
-_owner_pid = 0  # the process that started _zygote (a forked parent must start its own)
+#: this process's zygotes, one per environment of start-up variables (a library the
+#: parent imports may set one, e.g. Lightning's PYTORCH_NVML_BASED_CUDA_CHECK): a new
+#: environment gets a zygote of its own, and the older ones keep serving theirs
+_zygotes: dict[tuple[tuple[str, str], ...], _Zygote] = {}
+#: at most this many at once (each holds its own torch import); past it: Popen
+MAX_ZYGOTES = 3
+_owner_pid = 0  # the process that started _zygotes (a forked parent must start its own)
 _reason = ""
 _start_failure = ""  # a zygote that failed to start is not tried again by this process
 
@@ -330,7 +335,7 @@ def unavailable_reason() -> str:
 def spawn(env: dict[str, str], event_fd: int, log_fd: int) -> ZygoteProcess | None:
     """A child started by the zygote (``python -m batchscope.run.child`` in effect), or
     None when the caller must use Popen: switched off, not Linux, the zygote unavailable,
-    or ``env`` differing from the zygote's in a variable read at start-up."""
+    or more start-up environments than :data:`MAX_ZYGOTES` zygotes serve."""
     global _reason
     if not enabled():
         _reason = f"{ENV_SWITCH}=0" if sys.platform.startswith("linux") else "not Linux"
@@ -341,7 +346,7 @@ def spawn(env: dict[str, str], event_fd: int, log_fd: int) -> ZygoteProcess | No
         _reason = str(exc)
         return None
     differs = sorted(set(load_time_env(env).items()) ^ set(zygote.load_time.items()))
-    if differs:
+    if differs:  # a zygote started with env but reporting another: never serve from it
         names = sorted({name for name, _ in differs})
         _reason = f"set at start-up, different from the zygote's: {', '.join(names)}"
         return None
@@ -355,40 +360,53 @@ def spawn(env: dict[str, str], event_fd: int, log_fd: int) -> ZygoteProcess | No
 
 
 def _running(env: dict[str, str]) -> _Zygote:
-    """The zygote of this process, started (again, once it died) on first use."""
-    global _zygote, _owner_pid, _start_failure
+    """This process's zygote for ``env``'s start-up variables, started (again, once it
+    died) on first use."""
+    global _owner_pid, _start_failure
+    key = tuple(sorted(load_time_env(env).items()))
     with _lock:
-        if _zygote is not None and (_owner_pid != os.getpid() or not _zygote.alive()):
-            if _owner_pid == os.getpid():
-                _zygote.close()
-            _zygote = None
-        if _zygote is None:
-            if _start_failure and _owner_pid == os.getpid():
-                raise ZygoteUnavailable(_start_failure)
-            _owner_pid = os.getpid()
-            try:
-                _zygote = _Zygote(env)
-            except ZygoteUnavailable as exc:
-                _start_failure = str(exc)
-                raise
-        return _zygote
+        if _owner_pid != os.getpid():  # forked: the parent's zygotes are not ours
+            _zygotes.clear()
+            _start_failure = ""
+        for k, z in list(_zygotes.items()):
+            if not z.alive():
+                z.close()
+                del _zygotes[k]
+        if key in _zygotes:
+            _zygotes[key] = _zygotes.pop(key)  # the most recently used last
+            return _zygotes[key]
+        if _start_failure and _owner_pid == os.getpid():
+            raise ZygoteUnavailable(_start_failure)
+        if len(_zygotes) >= MAX_ZYGOTES:
+            raise ZygoteUnavailable(
+                f"{len(_zygotes)} zygotes already serve other start-up environments"
+            )
+        _owner_pid = os.getpid()
+        try:
+            _zygotes[key] = _Zygote(env)
+        except ZygoteUnavailable as exc:
+            _start_failure = str(exc)
+            raise
+        return _zygotes[key]
 
 
 def zygote_pid() -> int | None:
-    """The pid of this process's running zygote, if one is."""
+    """The pid of this process's most recently used running zygote, if one is."""
     with _lock:
-        if _zygote is not None and _owner_pid == os.getpid() and _zygote.alive():
-            return _zygote.pid
-    return None
+        if _owner_pid != os.getpid():
+            return None
+        alive = [z for z in _zygotes.values() if z.alive()]
+        return alive[-1].pid if alive else None
 
 
 def shutdown() -> None:
-    """End this process's zygote (at exit; tests use it to start afresh)."""
-    global _zygote, _start_failure
+    """End this process's zygotes (at exit; tests use it to start afresh)."""
+    global _start_failure
     with _lock:
-        if _zygote is not None and _owner_pid == os.getpid():
-            _zygote.close()
-        _zygote = None
+        if _owner_pid == os.getpid():
+            for z in _zygotes.values():
+                z.close()
+        _zygotes.clear()
         _start_failure = ""
 
 
