@@ -396,9 +396,10 @@ def test_a_line_a_run_contradicts_is_no_longer_trusted_and_bisection_still_close
 
 
 def test_a_flaky_boundary_is_verified_a_second_time() -> None:
-    # 180 passes on its first run with a peak far below the line (a lucky reading),
-    # fails on its second: the off-line peak triggers the second verification
-    a, m, limit = 20 * MiB, 1 * MiB, 200 * MiB
+    # 180 is on the line over the limit, but passes on its first run with a peak 5 MiB
+    # below the line (a lucky reading) and fails on its second: a peak off the line by
+    # more than its headroom triggers the second verification
+    a, m, limit = 20 * MiB, 1 * MiB, int(199.5 * MiB)
 
     def memory(b: int) -> float:
         return a + m * b - (5 * MiB if b == 180 else 0)
@@ -452,3 +453,13 @@ def test_default_attempt_is_two_steps() -> None:
 
     assert ATTEMPT_STEPS == 2
     assert inspect.signature(find_max_batch_size).parameters["verify_repeats"].default == 1
+
+
+def test_a_peak_off_the_line_but_far_under_the_limit_is_not_run_again() -> None:
+    # a cap answer whose peak is far off a poor line (fixed costs at small sizes) and
+    # far under the limit: nothing near the limit could flip, so it runs once
+    sim = Simulator(lambda b: 50 * MiB + 1 * MiB * b + (40 * MiB if b >= 400 else 0), 1000 * MiB)
+    result = search(sim, cap=480)
+    assert result.max_batch_size == 480 and result.limited_by == "training set"
+    assert sim.runs.count(480) == 1
+    assert not any("verified a second time" in note for note in result.notes)

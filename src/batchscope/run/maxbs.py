@@ -78,7 +78,8 @@ ATTEMPT_STEPS = 2
 #: times its largest residual (a line is only as good as its worst point)
 MODEL_SLACK = 0.01
 #: a second verification is run when the answer's peak is off the line through every
-#: other measured peak by more than this fraction of the limit
+#: other measured peak by more than this fraction of the limit, and by more than its
+#: headroom under the limit
 VERIFY_TOLERANCE = 0.01
 
 __all__ = ["MaxBatchResult", "SearchTrial", "find_max_batch_size"]
@@ -383,8 +384,10 @@ class _Search:
         Either outcomes near the boundary have already proved unrepeatable (a size
         failed below one that passed, or one size both passed and failed), or the
         answer's peak is off the line through every other peak by more than
-        :data:`VERIFY_TOLERANCE` of the limit — a measurement that far off the trend
-        may not repeat.
+        :data:`VERIFY_TOLERANCE` of the limit and by more than its headroom — a
+        measurement that far off the trend may not repeat, and a repeat on the line's
+        side would not fit. (A peak far off a poor line but far under the limit, as
+        at a cap, is no reason to run again.)
         """
         if self.uncertain_band() is not None or any(
             len(set(runs)) > 1 for runs in self.outcomes.values()
@@ -395,7 +398,7 @@ class _Search:
         if peak is None or fit is None:
             return None
         off = abs(peak - fit.predict(answer))
-        if off > VERIFY_TOLERANCE * self.limit:
+        if off > VERIFY_TOLERANCE * self.limit and off > self.limit - peak:
             return (
                 f"its peak {format_bytes(int(peak))} is {format_bytes(int(off))} off the "
                 "memory line through the other sizes"
