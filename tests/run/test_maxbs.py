@@ -463,3 +463,20 @@ def test_a_peak_off_the_line_but_far_under_the_limit_is_not_run_again() -> None:
     assert result.max_batch_size == 480 and result.limited_by == "training set"
     assert sim.runs.count(480) == 1
     assert not any("verified a second time" in note for note in result.notes)
+
+
+def test_a_jump_that_fails_without_a_peak_is_not_followed_by_one_size_steps_down() -> None:
+    # resnet18-at-32×32-like (measured: 8, 11, 480 ✗, 479 ✗, 478 ✗, 244, …): a big fixed
+    # part, so the probes barely move the peak;
+    # the line allows the cap; the first sizes' peaks are flatter than the rest (fixed
+    # costs that are not quite fixed), and an over-budget attempt is stopped before its
+    # peak is known
+    a, m, limit = 180 * MiB, 0.3 * MiB, 256 * MiB
+    sim = Simulator(lambda b: a + m * max(b - 10, 0.5), limit, hard_cap=limit)
+    result = search(sim, cap=480)
+    expected = max(b for b in range(1, 481) if sim.memory(b) <= limit)
+    assert result.max_batch_size == expected and result.smallest_failure == expected + 1
+    far = [b for b in sim.runs if b > 1.5 * expected]
+    assert len(far) <= 1, sim.runs  # one failed jump, then halving: not 480, 479, 478, …
+    assert len(result.trials) <= 9, sim.runs
+    assert_sound(result, sim)

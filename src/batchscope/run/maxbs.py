@@ -335,6 +335,19 @@ class _Search:
             return max(_floor_to(predicted * (1.0 - BACK_OFF), self.g), self.g)
         return predicted
 
+    def _trusted_fit(self) -> MemoryFit | None:
+        """The line, where it may rule sizes out: three or more sizes (two fix a line
+        and say nothing about its error), a positive slope, and no run against it."""
+        fit = self._weighted_fit()
+        if (
+            fit is None
+            or len(set(fit.batch_sizes)) < 3
+            or fit.m_bytes_per_sample <= 0
+            or self.model_misled
+        ):
+            return None
+        return fit
+
     def _weighted_fit(self, exclude: int | None = None) -> MemoryFit | None:
         points = [(b, p) for b, p in self.points if b != exclude]
         if len({b for b, _ in points}) < 2:
@@ -351,8 +364,8 @@ class _Search:
     def confident_outcome(self, batch_size: int) -> bool | None:
         """Whether the line says, beyond its uncertainty, that ``batch_size`` fits
         (True) or does not (False); None when it cannot tell or is not trusted."""
-        fit = self._weighted_fit()
-        if fit is None or fit.m_bytes_per_sample <= 0 or self.model_misled:
+        fit = self._trusted_fit()
+        if fit is None:
             return None
         predicted, slack = fit.predict(batch_size), self.uncertainty(fit)
         if predicted + slack <= self.limit:
@@ -365,10 +378,10 @@ class _Search:
         """The part of the bracket ``(lo, hi)`` the line leaves open: above the largest
         size it predicts well inside the limit, below the smallest it predicts over
         the limit, each by more than :meth:`uncertainty`. Returns ``(lo, hi)`` unchanged
-        when the line is not trusted (fewer than two sizes, a flat slope, or a run
+        when the line is not trusted (fewer than three sizes, a flat slope, or a run
         that contradicted it)."""
-        fit = self._weighted_fit()
-        if fit is None or fit.m_bytes_per_sample <= 0 or self.model_misled:
+        fit = self._trusted_fit()
+        if fit is None:
             return lo, hi
         slack, m = self.uncertainty(fit), fit.m_bytes_per_sample
         safe = _floor_to((self.limit - slack - fit.a_bytes) / m, self.g)
@@ -720,6 +733,11 @@ def _search(search: _Search, *, b1: int, cap: int, verify_repeats: int) -> None:
                 candidate = search.interpolated(lo, hi)
                 if candidate is None:
                     candidate = search.aimed()
+                    if candidate is not None and candidate >= hi:
+                        # the line allows a size that already failed (without a peak to
+                        # correct it): stepping down one size at a time under it would
+                        # spend attempts it has proved wrong about; halve instead
+                        candidate = None
             if candidate is None:
                 reason = "bisect"
                 # halve only what the line leaves open: no run on a size it already
