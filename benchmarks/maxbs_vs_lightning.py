@@ -9,9 +9,11 @@ The task: ResNet-18 with a 2-class head on the built-in 192×192 photo crops
 (``batchscope.workloads.resnet18.build``, 600 images → 480 train / 120 validation),
 Adam(lr=1e-3), cross-entropy, CPU, a 4 GiB memory budget, ``torch.set_num_threads(2)``.
 
-* batchscope: ``batchscope maxbs resnet18 --device cpu --memory-limit 4GiB`` (3 training
-  steps + 1 validation step per attempt, each in a fresh process judged on its measured
-  peak memory: growth of resident memory over the post-setup baseline).
+* batchscope: ``batchscope maxbs resnet18 --device cpu --memory-limit 4GiB`` (its
+  default attempt: 2 training steps — the peak comes once Adam's state exists — + 1
+  validation step, each in a fresh process judged on its measured peak memory: growth of
+  resident memory over the post-setup baseline; the answer verified once unless the
+  boundary looks unrepeatable).
 * Lightning: ``Tuner(trainer).scale_batch_size(model, mode="binsearch")`` with its
   defaults (init_val=2, steps_per_trial=3, max_trials=25, margin=0.05), in ONE child
   process, as Lightning runs it. On the CPU nothing fails unless memory is capped, so
@@ -25,15 +27,16 @@ Adam(lr=1e-3), cross-entropy, CPU, a 4 GiB memory budget, ``torch.set_num_thread
 ``--batchscope-lightning`` also runs ``batchscope maxbs --lightning
 benchmarks/maxbs_vs_lightning.py:make_lightning`` — the search on the very
 LightningModule the finder scales (its own loaders read ``self.batch_size``), each
-attempt a Trainer fit of 3 steps and 1 validation batch in a fresh process — so the
+attempt a Trainer fit of 2 steps and 1 validation batch in a fresh process — so the
 two finders answer on one module. A small configuration that takes minutes, not the
 full comparison's 20 (``--skip-batchscope`` leaves out the engine's search)::
 
     python benchmarks/maxbs_vs_lightning.py --image-size 32 --budget 268435456 \
         --skip-batchscope --batchscope-lightning --json /tmp/small.json
 
-Afterwards each answer is re-run in a fresh process with batchscope's protocol and
-criterion (3 steps + 1 validation step, peak memory ≤ 4 GiB) to say whether it runs
+Afterwards each answer is re-run in a fresh process with batchscope's criterion (3 steps
+— one more than a maxbs attempt, so a stricter check — + 1 validation step, peak memory
+≤ 4 GiB) to say whether it runs
 within the budget; ``--check-cap`` also re-runs each under Lightning's criterion (a
 fresh Lightning fit of 3 steps under the same address-space cap).
 """

@@ -243,7 +243,9 @@ def test_maxbs_finds_the_boundary_and_validates(tiny: str) -> None:
     )
     assert found.max_batch_size == 32  # OOM_ABOVE: the module fails above it
     assert found.smallest_failure == 33
-    assert found.verified_runs == 2
+    # a repeatable boundary is verified once (a second run only if it looked flaky)
+    twice = any("verified a second time" in note for note in found.notes)
+    assert found.verified_runs == (2 if twice else 1)
     assert all(t.status == "oom" for t in found.trials if t.batch_size > 32)
 
 

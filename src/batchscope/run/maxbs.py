@@ -1,8 +1,9 @@
 """The largest batch size that fits: measure two sizes, fit, jump, verify, bisect.
 
-Every attempt is a real trial — ``steps`` full training steps (forward, backward,
-optimizer step) and one validation step — in a fresh child process, so an
-out-of-memory ends that attempt and nothing else. The search:
+Every attempt is a real trial — :data:`ATTEMPT_STEPS` full training steps (forward,
+backward, optimizer step; ``steps`` when given) and one validation step, untimed — in
+a fresh child process, so an out-of-memory ends that attempt and nothing else. The
+search:
 
 1. runs a small probe size ``b1`` and reads its peak memory ``P1``;
 2. runs a second size ``b2 = b1·L/P1`` (``L`` = the budget less the margin): if
@@ -15,14 +16,18 @@ out-of-memory ends that attempt and nothing else. The search:
    line), clamped strictly between the largest success and the smallest failure;
 4. repeats 3 (bisecting when the line stops halving the bracket) until the size
    one granularity step above the largest success has failed, or the largest
-   allowed size fits;
-5. re-runs the answer until it has passed ``verify_repeats`` times. A failure on
-   re-verification, or any failure below a success, means outcomes near the
-   boundary are not repeatable: the search moves below them and reports them as
-   ``uncertain_band``.
+   allowed size fits. A bisection never runs a size the line rules out: one it
+   predicts over the limit, or well inside it, by more than the line's
+   uncertainty (:meth:`_Search.model_range`) — until a run contradicts the line;
+5. re-runs the answer until it has passed ``verify_repeats`` times (default 1: the
+   search's own passing run), and once more when the boundary looks unrepeatable
+   (:meth:`_Search.needs_second_verification`). A failure on re-verification, or
+   any failure below a success, means outcomes near the boundary are not
+   repeatable: the search moves below them and reports them as ``uncertain_band``.
 
-The answer is always a size that was run, and passed, every time it was run.
-Where memory grows linearly this takes 4–6 trials.
+The answer is always a size that was run, and passed, every time it was run, and
+(unless it is the cap) one granularity step above it was run and failed. Where
+memory grows linearly this takes 4–5 trials.
 """
 
 from __future__ import annotations
@@ -58,6 +63,24 @@ LONG_JUMP = 0.05
 BACK_OFF = 0.02
 #: a safety stop; a search of linear memory needs 4–6 trials
 MAX_TRIALS = 40
+#: training steps per attempt unless ``steps`` is given. The peak comes once the
+#: optimizer state exists: Adam/SGD-momentum allocate it in the first ``step()``, and
+#: the second step's forward+backward then holds activations, gradients and that state
+#: together. Measured with the engine's MemoryProbe on the CPU (fresh child each, one
+#: validation step, under a memory limit as maxbs runs them: peak after 1/2/3/4 steps):
+#: simplecnn b=128 44.45/46.72/46.73/46.74 MiB; resnet18 32×32 b=32
+#: 172.94/173.13/173.41/173.61 MiB — after step 2 the peak moves by under 0.3 %, the
+#: run-to-run noise. (Without a limit, glibc's default malloc thresholds can add a
+#: late jump on step 3, e.g. simplecnn 61.4 → 68.0 MiB; maxbs always runs CPU attempts
+#: under a limit, with ``MALLOC_MMAP_THRESHOLD_`` set, so that does not apply.)
+ATTEMPT_STEPS = 2
+#: the memory line's uncertainty, at least: this fraction of the limit, plus three
+#: times its largest residual (a line is only as good as its worst point)
+MODEL_SLACK = 0.01
+#: a second verification is run when the answer's peak is off the line through every
+#: other measured peak by more than this fraction of the limit, and by more than its
+#: headroom under the limit
+VERIFY_TOLERANCE = 0.01
 
 __all__ = ["MaxBatchResult", "SearchTrial", "find_max_batch_size"]
 
@@ -195,6 +218,10 @@ class _Search:
         self.trials: list[SearchTrial] = []
         self.points: list[tuple[int, int]] = []  # (batch size, peak) for the fit
         self.notes: list[str] = []
+        #: a run contradicted the line's confident prediction: stop ruling sizes out
+        self.model_misled = False
+        #: sizes the line kept a bisection from running (ruled out or well inside)
+        self.skipped: int = 0
 
     # -- running ---------------------------------------------------------------
 
@@ -213,6 +240,9 @@ class _Search:
                 f"peak memory {format_bytes(peak)} exceeded the budget less the margin "
                 f"({format_bytes(self.limit)})"
             )
+        confident = self.confident_outcome(batch_size)
+        if confident is not None and confident != fits:
+            self.model_misled = True
         if status in ("ok", "oom") and peak is not None and peak > 0:
             self.points.append((batch_size, peak))
         trial = SearchTrial(
@@ -286,15 +316,107 @@ class _Search:
         off, and a size that fails there teaches little (an over-budget trial is
         stopped before its peak is known). So a long jump aims :data:`BACK_OFF`
         below the prediction: it most likely fits, and its peak, close to the limit,
-        pins the line for the next, exact step.
+        pins the line for the next, exact step. Once three or more sizes agree with
+        the line within :data:`MODEL_SLACK` of the limit, it is trusted as it is: a
+        second back-off would spend an attempt the line has already ruled out.
         """
         predicted = self.predicted()
         if predicted is None:
             return None
         measured = max(b for b, _ in self.points)
-        if measured < (1.0 - LONG_JUMP) * predicted:
+        fit = self._weighted_fit()
+        pinned = (
+            fit is not None
+            and len(set(fit.batch_sizes)) >= 3
+            and not self.model_misled
+            and fit.max_abs_residual_bytes <= MODEL_SLACK * self.limit
+        )
+        if not pinned and measured < (1.0 - LONG_JUMP) * predicted:
             return max(_floor_to(predicted * (1.0 - BACK_OFF), self.g), self.g)
         return predicted
+
+    def _trusted_fit(self) -> MemoryFit | None:
+        """The line, where it may rule sizes out: three or more sizes (two fix a line
+        and say nothing about its error), a positive slope, and no run against it."""
+        fit = self._weighted_fit()
+        if (
+            fit is None
+            or len(set(fit.batch_sizes)) < 3
+            or fit.m_bytes_per_sample <= 0
+            or self.model_misled
+        ):
+            return None
+        return fit
+
+    def _weighted_fit(self, exclude: int | None = None) -> MemoryFit | None:
+        points = [(b, p) for b, p in self.points if b != exclude]
+        if len({b for b, _ in points}) < 2:
+            return None
+        sizes, peaks = zip(*points, strict=True)
+        top = max(sizes)
+        return fit_memory_model(list(sizes), list(peaks), weights=[(b / top) ** 2 for b in sizes])
+
+    def uncertainty(self, fit: MemoryFit) -> float:
+        """How far a peak may lie from the line and still be the line's fault:
+        :data:`MODEL_SLACK` of the limit plus three times the largest residual."""
+        return MODEL_SLACK * self.limit + 3.0 * fit.max_abs_residual_bytes
+
+    def confident_outcome(self, batch_size: int) -> bool | None:
+        """Whether the line says, beyond its uncertainty, that ``batch_size`` fits
+        (True) or does not (False); None when it cannot tell or is not trusted."""
+        fit = self._trusted_fit()
+        if fit is None:
+            return None
+        predicted, slack = fit.predict(batch_size), self.uncertainty(fit)
+        if predicted + slack <= self.limit:
+            return True
+        if predicted - slack > self.limit:
+            return False
+        return None
+
+    def model_range(self, lo: int, hi: int) -> tuple[int, int]:
+        """The part of the bracket ``(lo, hi)`` the line leaves open: above the largest
+        size it predicts well inside the limit, below the smallest it predicts over
+        the limit, each by more than :meth:`uncertainty`. Returns ``(lo, hi)`` unchanged
+        when the line is not trusted (fewer than three sizes, a flat slope, or a run
+        that contradicted it)."""
+        fit = self._trusted_fit()
+        if fit is None:
+            return lo, hi
+        slack, m = self.uncertainty(fit), fit.m_bytes_per_sample
+        safe = _floor_to((self.limit - slack - fit.a_bytes) / m, self.g)
+        doomed = self.g * math.ceil((self.limit + slack - fit.a_bytes) / m / self.g)
+        # keep a real size on either side open: the boundary itself is run, not assumed
+        new_lo = max(lo, min(safe, hi - 2 * self.g))
+        new_hi = min(hi, max(doomed, new_lo + 2 * self.g))
+        return new_lo, new_hi
+
+    def needs_second_verification(self, answer: int) -> str | None:
+        """Why the answer should run once more, or None.
+
+        Either outcomes near the boundary have already proved unrepeatable (a size
+        failed below one that passed, or one size both passed and failed), or the
+        answer's peak is off the line through every other peak by more than
+        :data:`VERIFY_TOLERANCE` of the limit and by more than its headroom — a
+        measurement that far off the trend may not repeat, and a repeat on the line's
+        side would not fit. (A peak far off a poor line but far under the limit, as
+        at a cap, is no reason to run again.)
+        """
+        if self.uncertain_band() is not None or any(
+            len(set(runs)) > 1 for runs in self.outcomes.values()
+        ):
+            return "an outcome near the boundary was not repeatable"
+        peak = self.mean_peak(answer)
+        fit = self._weighted_fit(exclude=answer)
+        if peak is None or fit is None:
+            return None
+        off = abs(peak - fit.predict(answer))
+        if off > VERIFY_TOLERANCE * self.limit and off > self.limit - peak:
+            return (
+                f"its peak {format_bytes(int(peak))} is {format_bytes(int(off))} off the "
+                "memory line through the other sizes"
+            )
+        return None
 
     def predicted(self) -> int | None:
         """The largest size under the limit by a line weighted towards the large sizes.
@@ -304,11 +426,9 @@ class _Search:
         point by ``(b / b_max)²`` lets the points near the boundary set it, while a
         far smaller point still pins the slope.
         """
-        if len({b for b, _ in self.points}) < 2:
+        fit = self._weighted_fit()
+        if fit is None:
             return None
-        sizes, peaks = zip(*self.points, strict=True)
-        top = max(sizes)
-        fit = fit_memory_model(list(sizes), list(peaks), weights=[(b / top) ** 2 for b in sizes])
         return predict_max_batch(fit, self.limit, granularity=self.g)
 
 
@@ -317,7 +437,7 @@ def find_max_batch_size(
     *,
     device: str = "cpu",
     memory_limit_bytes: int | None = None,
-    steps: int = 3,
+    steps: int | None = None,
     granularity: int = 1,
     margin: float = 0.0,
     start: int | None = None,
@@ -325,7 +445,7 @@ def find_max_batch_size(
     workload_options: dict[str, Any] | None = None,
     threads: int | None = None,
     seed: int = 0,
-    verify_repeats: int = 2,
+    verify_repeats: int = 1,
     isolation: str = "process",
     trial_timeout_s: float | None = None,
     on_event: OnEvent | None = None,
@@ -345,10 +465,12 @@ def find_max_batch_size(
     well above it, so a runaway cannot exhaust the machine).
 
     ``max_batch_size`` caps the search (default and upper bound: the training set's
-    size, since a step must hold a full batch). ``verify_repeats`` is how many times
-    the answer must have run and passed (1: no re-run). ``framework="lightning"``
-    searches a Lightning entry (``workload`` = ``module:make``; each attempt a
-    ``Trainer`` fit of ``steps`` steps and one validation batch). Raises
+    size, since a step must hold a full batch). ``steps`` defaults to
+    :data:`ATTEMPT_STEPS`, the steps a peak needs. ``verify_repeats`` is how many
+    times the answer must have run and passed (1: no re-run, unless the boundary looks
+    unrepeatable; then one more). ``framework="lightning"`` searches a Lightning entry
+    (``workload`` = ``module:make``; each attempt a ``Trainer`` fit of ``steps`` steps
+    and one validation batch). Raises
     :class:`~batchscope.errors.BatchscopeError` on bad input or when the workload fails
     for a reason that is not memory at the first size tried.
     """
@@ -368,8 +490,9 @@ def find_max_batch_size(
     if framework not in ("torch", "lightning"):
         raise UsageError(f"maxbs searches the engine's workloads or --lightning, not {framework!r}")
     check_isolation(isolation)
+    n_steps = ATTEMPT_STEPS if steps is None else steps
     check_args(
-        steps=steps,
+        steps=n_steps,
         granularity=granularity,
         margin=margin,
         start=start,
@@ -439,7 +562,7 @@ def find_max_batch_size(
             workload_options=options,
             device=device,
             batch_size=batch_size,
-            steps=steps,
+            steps=n_steps,
             warmup=0,
             threads=threads,
             seed=seed,
@@ -585,7 +708,13 @@ def _search(search: _Search, *, b1: int, cap: int, verify_repeats: int) -> None:
         if lo >= upper:
             if lo == 0:
                 return  # nothing fits
-            if len(search.outcomes[lo]) < verify_repeats:
+            needed = verify_repeats
+            if needed < 2 and len(search.outcomes[lo]) < 2:
+                why = search.needs_second_verification(lo)
+                if why is not None:
+                    needed = 2
+                    search.notes.append(f"batch size {lo} verified a second time: {why}")
+            if len(search.outcomes[lo]) < needed:
                 search.run(lo, "verify")
                 continue
             return
@@ -604,9 +733,19 @@ def _search(search: _Search, *, b1: int, cap: int, verify_repeats: int) -> None:
                 candidate = search.interpolated(lo, hi)
                 if candidate is None:
                     candidate = search.aimed()
+                    if candidate is not None and candidate >= hi:
+                        # the line allows a size that already failed (without a peak to
+                        # correct it): stepping down one size at a time under it would
+                        # spend attempts it has proved wrong about; halve instead
+                        candidate = None
             if candidate is None:
                 reason = "bisect"
-                candidate = _floor_to((lo + hi) / 2, g)
+                # halve only what the line leaves open: no run on a size it already
+                # rules out, no step spent on one it puts well inside the limit
+                open_lo, open_hi = search.model_range(lo, hi)
+                if (open_lo, open_hi) != (lo, hi):
+                    search.skipped += 1
+                candidate = _floor_to((open_lo + open_hi) / 2, g)
         else:
             candidate = search.aimed()
             if candidate is None:

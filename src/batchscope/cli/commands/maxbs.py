@@ -21,8 +21,10 @@ MAXBS_EPILOG = """\
 How it searches: two small probe sizes, a line memory(b) = a + m·b through their
 peaks, a jump to the largest size the line allows under the budget, then
 verification and bisection until the size one --granularity step above the answer
-has failed. Every attempt is --steps training steps and one validation step in a
-fresh process; the answer is re-run until it has passed --verify-repeats times.
+has failed; a bisection skips sizes the line already rules out. Every attempt is
+--steps training steps (default 2: the peak comes once the optimizer state exists)
+and one validation step in a fresh process; the answer is re-run until it has passed
+--verify-repeats times, and once more if the boundary looks unrepeatable.
 
 The budget: --memory-limit; without it, a GPU's free memory, or on the CPU the
 memory available on the machine. On the CPU a trial fails when its measured peak
@@ -66,8 +68,14 @@ def maxbs(
         ),
     ] = None,
     steps: Annotated[
-        int, typer.Option("--steps", help="Training steps per attempt (then one validation step).")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--steps",
+            help="Training steps per attempt (then one validation step). Default: 2, "
+            "as many as the peak needs (the optimizer state exists after the first).",
+            show_default=False,
+        ),
+    ] = None,
     granularity: Annotated[
         int | None,
         typer.Option(
@@ -104,9 +112,10 @@ def maxbs(
         int,
         typer.Option(
             "--verify-repeats",
-            help="How many times the answer must run and pass (1: no re-run).",
+            help="How many times the answer must run and pass (1: no re-run unless "
+            "the boundary looks unrepeatable, then one more).",
         ),
-    ] = 2,
+    ] = 1,
     trial_timeout: Annotated[
         float | None,
         typer.Option(
@@ -153,7 +162,7 @@ def maxbs(
 
     from batchscope.errors import UsageError
     from batchscope.report.export import check_writable, write_text
-    from batchscope.run.maxbs import check_args, find_max_batch_size
+    from batchscope.run.maxbs import ATTEMPT_STEPS, check_args, find_max_batch_size
     from batchscope.units import parse_bytes
 
     if json_path:
@@ -182,7 +191,7 @@ def maxbs(
         granularity = 1 if device.strip().lower() == "cpu" else 8
     # every flag is checked before the workload is loaded
     check_args(
-        steps=steps,
+        steps=ATTEMPT_STEPS if steps is None else steps,
         granularity=granularity,
         margin=margin,
         start=start,
