@@ -29,8 +29,20 @@ def spec(device: str, b: int = 8, steps: int = 2) -> TrialSpec:
     )
 
 
+#: descendants of this process that earlier tests left running on purpose (a
+#: multiprocessing resource tracker, a launcher's helper): not this module's to end
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline() -> None:
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """This process's descendants started since the test began."""
+    return {p.pid for p in psutil.Process().children(recursive=True)} - _BEFORE
 
 
 def wait_gone(pids: set[int]) -> bool:
