@@ -173,3 +173,28 @@ def test_bytes_per_step_grows_linearly_with_the_batch_and_holds_the_optimizer() 
         params = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
         assert moved[b] >= 3 * params + b * 10 * 4  # the optimizer's share and the input
     assert moved[32] - moved[16] == 2 * (moved[16] - moved[8])
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_a_trial_told_not_to_count_runs_no_counting_pass(warmup: int) -> None:
+    """maxbs's attempts (count_flops=False): no FLOPs, no bytes, no note — and the model
+    sees exactly the forward passes of its protocol."""
+    calls = 0
+    workload = load_workload("linear", WorkloadOptions.from_dict({"images": 64}))
+    build = workload.model
+
+    def counted_model() -> nn.Module:
+        model = build()
+
+        def hook(*_: Any) -> None:
+            nonlocal calls
+            calls += 1
+
+        model.register_forward_hook(hook)
+        return model
+
+    workload.model = counted_model
+    result = run_trial(_spec(warmup=warmup, steps=3, count_flops=False), workload)
+    assert result.ok and result.flops_per_step is None and result.bytes_per_step is None
+    assert not any("FLOPs" in n for n in result.notes)
+    assert calls == warmup + 3

@@ -277,6 +277,10 @@ class TrialSpec(Recipe):
     #: with ``steps``: this many forward passes in eval mode without gradients after
     #: the training steps, so the peak covers validation too (the batch-size search)
     validation_steps: int = 0
+    #: count the step's FLOPs and bytes before the warm-up (batchscope.engine.flops); the
+    #: batch-size search turns it off: an attempt is for its peak memory, and the count
+    #: would cost it one more forward and backward
+    count_flops: bool = True
     #: a sequence workload's length for this trial (``--seq-lens``); None: the workload's own
     seq_len: int | None = None
     #: data parallel: ranks launched by torch's elastic launcher, each training

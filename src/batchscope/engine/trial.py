@@ -238,7 +238,10 @@ def _warm_up(trainer: Trainer, steps: int, notify: Progress, result: TrialResult
     from batchscope.engine.flops import record_step_flops
 
     trainer.warmup_clock = variants.WarmupClock()
+    count = trainer.spec.count_flops
     if steps <= 0:
+        if not count:
+            return
         batches = trainer.batches()
         record_step_flops(trainer, trainer.next_batch(batches), result)
         del batches
@@ -259,7 +262,8 @@ def _warm_up(trainer: Trainer, steps: int, notify: Progress, result: TrialResult
     scaler_state = trainer.scaler.state_dict() if trainer.scaler is not None else None
     batches = trainer.batches()
     first = trainer.next_batch(batches)
-    record_step_flops(trainer, first, result)
+    if count:
+        record_step_flops(trainer, first, result)
     for i in range(steps):
         with trainer.warmup_clock.step():
             batch = first if i == 0 else trainer.next_batch(batches)

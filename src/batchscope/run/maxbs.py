@@ -567,6 +567,7 @@ def find_max_batch_size(
             threads=threads,
             seed=seed,
             validation_steps=1,
+            count_flops=False,  # an attempt is for its peak: no extra counting pass
             # no hardware sampler: its thread and readings would only add noise to the
             # one figure an attempt is for, its peak memory
             sample_interval_s=0.0,
