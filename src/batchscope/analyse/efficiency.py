@@ -54,12 +54,23 @@ def achieved_flops(
     """(rate, low, high) FLOP/s of ``flops_per_step`` per median step; the low end comes
     from the step time's high end. (None, None, None) without a count or a time; an end
     is None without the step time's interval."""
-    if not _ok(flops_per_step) or not _ok(median_s):
+    return _per_median_step(flops_per_step, median_s, median_low_s, median_high_s)
+
+
+def _per_median_step(
+    amount: float | None,
+    median_s: float | None,
+    median_low_s: float | None,
+    median_high_s: float | None,
+) -> Interval:
+    """(amount ÷ median, ÷ its high end, ÷ its low end): a per-step amount over the step
+    time, the interval's ends swapped; (None, None, None) without both parts."""
+    if not _ok(amount) or not _ok(median_s):
         return None, None, None
-    assert flops_per_step is not None and median_s is not None
-    low = flops_per_step / median_high_s if median_high_s and _ok(median_high_s) else None
-    high = flops_per_step / median_low_s if median_low_s and _ok(median_low_s) else None
-    return flops_per_step / median_s, low, high
+    assert amount is not None and median_s is not None
+    low = amount / median_high_s if median_high_s and _ok(median_high_s) else None
+    high = amount / median_low_s if median_low_s and _ok(median_low_s) else None
+    return amount / median_s, low, high
 
 
 def mfu(
@@ -93,13 +104,11 @@ def bandwidth_fraction(
 ) -> Interval:
     """(share, low, high) of the median step that ``bytes_per_step`` takes at the copy
     bandwidth; the low end from the step's high end. (None, None, None) without parts."""
-    if not _ok(bytes_per_step) or not _ok(copy_bytes_per_s) or not _ok(median_s):
+    if not _ok(bytes_per_step) or not _ok(copy_bytes_per_s):
         return None, None, None
-    assert bytes_per_step is not None and copy_bytes_per_s is not None and median_s
+    assert bytes_per_step is not None and copy_bytes_per_s is not None
     memory_s = bytes_per_step / copy_bytes_per_s
-    low = memory_s / median_high_s if median_high_s and _ok(median_high_s) else None
-    high = memory_s / median_low_s if median_low_s and _ok(median_low_s) else None
-    return memory_s / median_s, low, high
+    return _per_median_step(memory_s, median_s, median_low_s, median_high_s)
 
 
 #: a cause "explains" the step when it accounts for at least this share of it

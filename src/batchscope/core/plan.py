@@ -151,16 +151,24 @@ def parse_seq_lens(text: str) -> list[int]:
     """``"128,256,512"`` → ``[128, 256, 512]`` (ascending, no duplicates)."""
     if text is None or not str(text).strip():
         raise UsageError("--seq-lens is empty: give lengths like 128,256,512")
-    values = []
+    return _positive_list(
+        text,
+        r"\d+",
+        "sequence length {item!r} in --seq-lens {text!r} is not a whole number of at least 1: "
+        "use e.g. 128,256,512",
+    )
+
+
+def _positive_list(text: str, pattern: str, bad: str) -> list[int]:
+    """The comma-separated whole numbers ≥ 1 of ``text``, ascending and unique; the
+    first item not matching ``pattern`` (or below 1) raises ``bad`` formatted with it."""
+    values: set[int] = set()
     for part in str(text).split(","):
         item = part.strip()
-        if not re.fullmatch(r"\d+", item) or int(item) < 1:
-            raise UsageError(
-                f"sequence length {item!r} in --seq-lens {text!r} is not a whole number of "
-                "at least 1: use e.g. 128,256,512"
-            )
-        values.append(int(item))
-    return sorted(set(values))
+        if not re.fullmatch(pattern, item) or int(item) < 1:
+            raise UsageError(bad.format(item=item, text=text))
+        values.add(int(item))
+    return sorted(values)
 
 
 def _check_seq_lens(values: list[int]) -> list[int]:
@@ -184,16 +192,11 @@ def parse_world_sizes(text: str) -> list[int]:
     """``"1,2,4"`` → ``[1, 2, 4]`` (ascending, no duplicates); one clear line otherwise."""
     if text is None or not str(text).strip():
         raise UsageError("--world-sizes is empty: use e.g. 1,2,4")
-    sizes: set[int] = set()
-    for part in str(text).split(","):
-        item = part.strip()
-        if not re.fullmatch(r"\d{1,6}", item) or int(item) < 1:
-            raise UsageError(
-                f"world size {item!r} in --world-sizes {text!r} must be a whole number >= 1: "
-                "use e.g. 1,2,4"
-            )
-        sizes.add(int(item))
-    return sorted(sizes)
+    return _positive_list(
+        text,
+        r"\d{1,6}",
+        "world size {item!r} in --world-sizes {text!r} must be a whole number >= 1: use e.g. 1,2,4",
+    )
 
 
 def check_lr_scaling(name: str) -> str:
